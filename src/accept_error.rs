@@ -1,0 +1,62 @@
+//! The one place that decides what an `accept()` error means.
+
+use std::io;
+
+/// Is this `accept()` error about one connection only, so that the next
+/// `accept()` may well succeed at once?
+///
+/// This is the crate's error policy:
+///
+/// * `ConnectionRefused`, `ConnectionAborted` and `ConnectionReset`: the peer
+///   gave up between the handshake and our `accept()`.
+/// * On Linux (and the other unix targets that define them), the network errors
+///   that the `accept(2)` manual page says to treat like `EAGAIN`, because
+///   Linux passes pending network errors of the new socket through `accept()`:
+///   `ENETDOWN`, `EPROTO`, `ENOPROTOOPT`, `EHOSTDOWN`, `ENONET`, `EHOSTUNREACH`,
+///   `EOPNOTSUPP` and `ENETUNREACH`.
+///
+/// Everything else (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, and any error not
+/// known here) is taken to be about the whole process or system, where retrying
+/// at once would only spin.
+pub(crate) fn is_per_connection(err: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    match err.kind() {
+        ConnectionRefused | ConnectionAborted | ConnectionReset => true,
+        _ => err.raw_os_error().is_some_and(is_per_connection_os_error),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn is_per_connection_os_error(code: i32) -> bool {
+    matches!(
+        code,
+        libc::ENETDOWN
+            | libc::EPROTO
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::ENONET
+            | libc::EHOSTUNREACH
+            | libc::EOPNOTSUPP
+            | libc::ENETUNREACH
+    )
+}
+
+// `ENONET` is Linux-only; the other unix targets get the rest of the list.
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+fn is_per_connection_os_error(code: i32) -> bool {
+    matches!(
+        code,
+        libc::ENETDOWN
+            | libc::EPROTO
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::EOPNOTSUPP
+            | libc::ENETUNREACH
+    )
+}
+
+#[cfg(not(unix))]
+fn is_per_connection_os_error(_code: i32) -> bool {
+    false
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+#[macro_use]
+extern crate futures;
+#[macro_use]
+extern crate log;
+
+mod accept_error;
+mod ext;
+mod listen;
+mod sleep_on_error;
+
+pub use crate::ext::ListenExt;
+pub use crate::listen::Listen;
+pub use crate::sleep_on_error::SleepOnError;

@@ -1,0 +1,110 @@
+use std::fmt;
+
+use futures::future::Then;
+use futures::stream::{BufferUnordered, Map};
+use futures::{Async, Future, IntoFuture, Poll, Stream};
+
+/// A connection future whose outcome is turned into `Ok(())`, so that
+/// `buffer_unordered` can carry it next to the stream's own error type `E`.
+type Connection<F, E> = Then<F, Result<(), E>, fn(Result<(), ()>) -> Result<(), E>>;
+
+/// The item type of the stream, once each item is a [`Connection`].
+type Connections<S> = Map<
+    S,
+    fn(
+        <S as Stream>::Item,
+    ) -> Connection<<<S as Stream>::Item as IntoFuture>::Future, <S as Stream>::Error>,
+>;
+
+/// A future that runs one future per connection, at most a fixed number at
+/// once.
+///
+/// Made by [`ListenExt::listen`](crate::ListenExt::listen). It resolves to
+/// `Ok(())` when the stream has ended and every connection future has finished,
+/// and to the stream's error if the stream fails. Errors of connection futures
+/// are swallowed.
+#[must_use = "futures do nothing unless polled"]
+pub struct Listen<S>
+where
+    S: Stream,
+    S::Item: IntoFuture<Item = (), Error = ()>,
+{
+    connections: BufferUnordered<Connections<S>>,
+    max_connections: usize,
+}
+
+pub(crate) fn new<S>(stream: S, max_connections: usize) -> Listen<S>
+where
+    S: Stream,
+    S::Item: IntoFuture<Item = (), Error = ()>,
+{
+    assert!(
+        max_connections > 0,
+        "listen(0) would never accept a connection and never resolve; \
+         pass the maximum number of connections to serve at once (at least 1)"
+    );
+    let start: fn(S::Item) -> _ = start_connection::<S::Item, S::Error>;
+    Listen {
+        connections: stream.map(start).buffer_unordered(max_connections),
+        max_connections,
+    }
+}
+
+impl<S> Listen<S>
+where
+    S: Stream,
+    S::Item: IntoFuture<Item = (), Error = ()>,
+{
+    /// The stream of connections.
+    pub fn get_ref(&self) -> &S {
+        self.connections.get_ref().get_ref()
+    }
+
+    /// The stream of connections, mutably.
+    ///
+    /// Take care not to pull items out of it directly: those connections would
+    /// never run.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.connections.get_mut().get_mut()
+    }
+
+    /// The stream of connections; connections in flight are dropped.
+    pub fn into_inner(self) -> S {
+        self.connections.into_inner().into_inner()
+    }
+}
+
+impl<S> Future for Listen<S>
+where
+    S: Stream,
+    S::Item: IntoFuture<Item = (), Error = ()>,
+{
+    type Item = ();
+    type Error = S::Error;
+
+    fn poll(&mut self) -> Poll<(), S::Error> {
+        while try_ready!(self.connections.poll()).is_some() {}
+        Ok(Async::Ready(()))
+    }
+}
+
+impl<S> fmt::Debug for Listen<S>
+where
+    S: Stream + fmt::Debug,
+    S::Item: IntoFuture<Item = (), Error = ()>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listen")
+            .field("stream", self.get_ref())
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+fn start_connection<C, E>(connection: C) -> Connection<C::Future, E>
+where
+    C: IntoFuture<Item = (), Error = ()>,
+{
+    let swallow: fn(Result<(), ()>) -> Result<(), E> = |_| Ok(());
+    connection.into_future().then(swallow)
+}

@@ -1,0 +1,109 @@
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use futures::{task, Async, Future, Poll, Stream};
+use tokio_core::reactor::{Handle, Timeout};
+
+use crate::accept_error::is_per_connection;
+
+/// How many per-connection errors in a row one `poll` skips before it lets
+/// other tasks on the event loop run.
+const SKIP_BUDGET: usize = 64;
+
+/// A stream of accepted connections that skips per-connection errors and
+/// pauses on resource exhaustion.
+///
+/// Made by [`ListenExt::sleep_on_error`](crate::ListenExt::sleep_on_error).
+/// It yields the items of the inner stream unchanged and ends when the inner
+/// stream ends. Its error type is `()`: it only errors when it cannot create
+/// its pause timer (see the method's docs).
+#[must_use = "streams do nothing unless polled"]
+pub struct SleepOnError<S> {
+    stream: S,
+    delay: Duration,
+    handle: Handle,
+    pause: Option<Timeout>,
+}
+
+pub(crate) fn new<S>(stream: S, delay: Duration, handle: &Handle) -> SleepOnError<S> {
+    SleepOnError {
+        stream,
+        delay,
+        handle: handle.clone(),
+        pause: None,
+    }
+}
+
+impl<S> SleepOnError<S> {
+    /// The inner stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The inner stream, mutably.
+    ///
+    /// Take care not to pull items or errors out of it directly: they would
+    /// bypass the error policy of this stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// The inner stream; a pause in progress is dropped.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+impl<I, S: Stream<Item = I, Error = io::Error>> Stream for SleepOnError<S> {
+    type Item = I;
+    type Error = ();
+
+    fn poll(&mut self) -> Poll<Option<I>, ()> {
+        let mut skipped = 0;
+        loop {
+            if let Some(pause) = &mut self.pause {
+                match pause.poll() {
+                    Ok(Async::NotReady) => return Ok(Async::NotReady),
+                    Ok(Async::Ready(())) => self.pause = None,
+                    Err(e) => {
+                        error!("accept pause timer failed: {}; ending the stream", e);
+                        self.pause = None;
+                        return Err(());
+                    }
+                }
+            }
+            match self.stream.poll() {
+                Ok(ready_or_not) => return Ok(ready_or_not),
+                Err(e) if is_per_connection(&e) => {
+                    debug!("accept error skipped: {}", e);
+                    skipped += 1;
+                    if skipped >= SKIP_BUDGET {
+                        task::current().notify();
+                        return Ok(Async::NotReady);
+                    }
+                }
+                Err(e) => {
+                    warn!("accept error: {}; pausing accepts for {:?}", e, self.delay);
+                    match Timeout::new(self.delay, &self.handle) {
+                        Ok(pause) => self.pause = Some(pause),
+                        Err(e) => {
+                            error!("cannot create accept pause timer: {}; ending the stream", e);
+                            return Err(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for SleepOnError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SleepOnError")
+            .field("stream", &self.stream)
+            .field("delay", &self.delay)
+            .field("paused", &self.pause.is_some())
+            .finish()
+    }
+}
