@@ -1,0 +1,208 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
+
+use std::io::{self, Read};
+use std::net::{self, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures::executor::{self, Notify, NotifyHandle, Spawn};
+use futures::sync::oneshot;
+use futures::{Async, Future, Poll, Stream};
+use tokio_core::net::{TcpListener, TcpStream};
+use tokio_core::reactor::{Core, Handle, Timeout};
+
+/// How long a test waits for something that should happen "promptly" before
+/// calling it a failure. Far above any healthy latency, so noise can't trip it.
+pub const GENEROUS: Duration = Duration::from_secs(10);
+
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// An `io::Error` carrying a raw OS error code, as `accept()` returns it.
+pub fn os_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// Counts how often a task was woken.
+#[derive(Default)]
+pub struct CountingNotify(AtomicUsize);
+
+impl CountingNotify {
+    pub fn handle() -> (Arc<CountingNotify>, NotifyHandle) {
+        let notify = Arc::new(CountingNotify::default());
+        (notify.clone(), NotifyHandle::from(notify))
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Notify for CountingNotify {
+    fn notify(&self, _id: usize) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls a stream once, outside any event loop, as a task woken by `notify`.
+pub fn poll_stream_once<S: Stream>(
+    spawned: &mut Spawn<S>,
+    notify: &NotifyHandle,
+) -> Poll<Option<S::Item>, S::Error> {
+    spawned.poll_stream_notify(notify, 0)
+}
+
+/// Polls a future once, outside any event loop, as a task woken by `notify`.
+pub fn poll_future_once<F: Future>(spawned: &mut Spawn<F>, notify: &NotifyHandle) -> Poll<F::Item, F::Error> {
+    spawned.poll_future_notify(notify, 0)
+}
+
+pub fn spawn<T>(t: T) -> Spawn<T> {
+    executor::spawn(t)
+}
+
+/// Tracks how many things are in progress at once, and the most ever seen.
+#[derive(Default)]
+pub struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+impl Gauge {
+    pub fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+    }
+
+    pub fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    pub fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+}
+
+/// A server running on its own thread with its own `Core`, listening on
+/// 127.0.0.1 port 0.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    done: mpsc::Receiver<(Result<(), ()>, Instant)>,
+}
+
+impl Server {
+    /// Starts the future `serve` builds from the listener; it is raced against
+    /// [`Server::shutdown`] (forced shutdown).
+    pub fn start<F, Fut>(serve: F) -> Server
+    where
+        F: FnOnce(TcpListener, &Handle) -> Fut + Send + 'static,
+        Fut: Future<Item = (), Error = ()> + 'static,
+    {
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        thread::spawn(move || {
+            let mut core = Core::new().expect("event loop");
+            let handle = core.handle();
+            let any_port = "127.0.0.1:0".parse().unwrap();
+            let listener = TcpListener::bind(&any_port, &handle).expect("bind 127.0.0.1:0");
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let server = serve(listener, &handle);
+            let stop = shutdown_rx.then(|_| Ok::<(), ()>(()));
+            let result = core.run(server.select(stop).map(|_| ()).map_err(|_| ()));
+            let _ = done_tx.send((result, Instant::now()));
+        });
+        let addr = addr_rx.recv_timeout(GENEROUS).expect("server thread did not start");
+        Server {
+            addr,
+            shutdown: Some(shutdown),
+            done,
+        }
+    }
+
+    /// Forces the server to stop; returns when its `Core::run` returned.
+    pub fn shutdown(mut self) -> Result<(), ()> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.wait()
+    }
+
+    /// Waits for the server future to resolve by itself.
+    pub fn wait(&self) -> Result<(), ()> {
+        self.wait_until().0
+    }
+
+    /// Waits for the server future to resolve; also returns when it did.
+    pub fn wait_until(&self) -> (Result<(), ()>, Instant) {
+        self.done
+            .recv_timeout(GENEROUS)
+            .expect("server did not finish in time")
+    }
+}
+
+/// The connection the tests' servers run: after `hold`, write `hello\n` and
+/// close.
+pub fn hello_after(
+    socket: TcpStream,
+    hold: Duration,
+    handle: &Handle,
+) -> impl Future<Item = (), Error = ()> {
+    Timeout::new(hold, handle)
+        .expect("timer")
+        .and_then(move |()| tokio_io::io::write_all(socket, b"hello\n"))
+        .map(|_| ())
+        .map_err(|e| panic!("test connection failed: {}", e))
+}
+
+/// Connects a blocking client with generous timeouts.
+pub fn connect(addr: SocketAddr) -> net::TcpStream {
+    let stream = net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(GENEROUS)).unwrap();
+    stream.set_write_timeout(Some(GENEROUS)).unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection.
+pub fn read_reply(mut stream: net::TcpStream) -> io::Result<Vec<u8>> {
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    Ok(reply)
+}
+
+/// Connects, reads until EOF, returns what the server sent.
+pub fn fetch(addr: SocketAddr) -> io::Result<Vec<u8>> {
+    read_reply(connect(addr))
+}
+
+/// Runs `clients` client threads at once against `addr`; returns each reply.
+pub fn fetch_concurrently(addr: SocketAddr, clients: usize) -> Vec<io::Result<Vec<u8>>> {
+    let threads: Vec<_> = (0..clients)
+        .map(|_| thread::spawn(move || fetch(addr)))
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// A stream that is never ready, for tests that only care about its type.
+pub struct Pending<T, E>(std::marker::PhantomData<(T, E)>);
+
+impl<T, E> Stream for Pending<T, E> {
+    type Item = T;
+    type Error = E;
+    fn poll(&mut self) -> Poll<Option<T>, E> {
+        Ok(Async::NotReady)
+    }
+}
