@@ -1,0 +1,199 @@
+//! `sleep_on_error`: which accept errors are skipped, which pause, and that
+//! skipping never starves the event loop. Mock streams, no sockets.
+
+mod support;
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::{future, stream, Async, Stream};
+use tk_listen::ListenExt;
+use tokio_core::reactor::Core;
+
+use support::{os_error, poll_stream_once, spawn, CountingNotify, GENEROUS};
+
+/// Long enough that a test which paused by mistake could never pass.
+const FOREVER: Duration = Duration::from_secs(3600);
+
+fn per_connection_errors() -> Vec<io::Error> {
+    let mut errors = vec![
+        io::Error::from(io::ErrorKind::ConnectionRefused),
+        io::Error::from(io::ErrorKind::ConnectionAborted),
+        io::Error::from(io::ErrorKind::ConnectionReset),
+        os_error(libc::ECONNRESET),
+        os_error(libc::ECONNABORTED),
+    ];
+    errors.extend(
+        [
+            libc::ENETDOWN,
+            libc::EPROTO,
+            libc::ENOPROTOOPT,
+            libc::EHOSTDOWN,
+            libc::ENONET,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+            libc::ENETUNREACH,
+        ]
+        .into_iter()
+        .map(os_error),
+    );
+    errors
+}
+
+fn resource_errors() -> Vec<io::Error> {
+    vec![
+        os_error(libc::EMFILE),
+        os_error(libc::ENFILE),
+        os_error(libc::ENOBUFS),
+        os_error(libc::ENOMEM),
+        io::Error::other("an error nobody has heard of"),
+    ]
+}
+
+#[test]
+fn per_connection_errors_are_skipped_without_delay() {
+    let core = Core::new().unwrap();
+    for error in per_connection_errors() {
+        let description = error.to_string();
+        let accepts = stream::iter_result(vec![Err(error), Ok(7)]);
+        let mut skipping = spawn(accepts.sleep_on_error(FOREVER, &core.handle()));
+        let (_, notify) = CountingNotify::handle();
+        // The item behind the error comes out of the very same poll: no pause.
+        match poll_stream_once(&mut skipping, &notify) {
+            Ok(Async::Ready(Some(7))) => {}
+            other => panic!("{} was not skipped at once: {:?}", description, other),
+        }
+    }
+}
+
+#[test]
+fn resource_errors_stop_accepting_until_woken_by_the_timer() {
+    let core = Core::new().unwrap();
+    for error in resource_errors() {
+        let description = error.to_string();
+        let polls = Rc::new(Cell::new(0));
+        let counted = polls.clone();
+        let mut results = vec![Err(error), Ok(7)].into_iter();
+        let accepts = stream::poll_fn(move || {
+            counted.set(counted.get() + 1);
+            results.next().transpose().map(Async::Ready)
+        });
+        let mut pausing = spawn(accepts.sleep_on_error(FOREVER, &core.handle()));
+        let (woken, notify) = CountingNotify::handle();
+        for _ in 0..3 {
+            match poll_stream_once(&mut pausing, &notify) {
+                Ok(Async::NotReady) => {}
+                other => panic!("{} did not pause: {:?}", description, other),
+            }
+        }
+        assert_eq!(
+            polls.get(),
+            1,
+            "{}: accept() was called during the pause",
+            description
+        );
+        assert_eq!(
+            woken.count(),
+            0,
+            "{}: woken before the timer fired",
+            description
+        );
+    }
+}
+
+#[test]
+fn resource_errors_pause_for_the_delay_then_accepting_resumes() {
+    let mut core = Core::new().unwrap();
+    let delay = Duration::from_millis(100);
+    for error in resource_errors() {
+        let description = error.to_string();
+        let accepts = stream::iter_result(vec![Ok(1), Err(error), Ok(2)]);
+        let started = Instant::now();
+        let items = core
+            .run(accepts.sleep_on_error(delay, &core.handle()).collect())
+            .unwrap();
+        let waited = started.elapsed();
+        assert_eq!(items, vec![1, 2], "{}", description);
+        assert!(
+            waited >= delay * 9 / 10,
+            "{}: paused only {:?}",
+            description,
+            waited
+        );
+        assert!(waited < GENEROUS, "{}: paused {:?}", description, waited);
+    }
+}
+
+#[test]
+fn items_and_the_end_of_the_stream_pass_through_unchanged() {
+    let mut core = Core::new().unwrap();
+    let accepts = stream::iter_ok::<_, io::Error>(vec!["a", "b", "c"]);
+    let items = core
+        .run(accepts.sleep_on_error(FOREVER, &core.handle()).collect())
+        .unwrap();
+    assert_eq!(items, vec!["a", "b", "c"]);
+}
+
+#[test]
+fn a_long_run_of_skipped_errors_yields_and_asks_to_be_polled_again() {
+    let core = Core::new().unwrap();
+    let polls = Rc::new(Cell::new(0));
+    let counted = polls.clone();
+    let resets = stream::poll_fn(move || -> Result<Async<Option<()>>, io::Error> {
+        counted.set(counted.get() + 1);
+        Err(io::ErrorKind::ConnectionReset.into())
+    });
+    let mut skipping = spawn(resets.sleep_on_error(FOREVER, &core.handle()));
+    let (woken, notify) = CountingNotify::handle();
+    assert!(matches!(
+        poll_stream_once(&mut skipping, &notify),
+        Ok(Async::NotReady)
+    ));
+    assert_eq!(polls.get(), 64, "errors skipped in one poll");
+    assert_eq!(woken.count(), 1, "the task must ask to be polled again");
+    assert!(matches!(
+        poll_stream_once(&mut skipping, &notify),
+        Ok(Async::NotReady)
+    ));
+    assert_eq!(polls.get(), 128, "the next poll carries on skipping");
+}
+
+#[test]
+fn endless_connection_resets_let_other_tasks_on_the_core_run() {
+    let mut core = Core::new().unwrap();
+    let handle = core.handle();
+    // Bounded so that a broken implementation finishes (and fails) too.
+    let errors_in_total = 100_000;
+    let polls = Rc::new(Cell::new(0));
+    let counted = polls.clone();
+    let resets = stream::poll_fn(move || {
+        counted.set(counted.get() + 1);
+        if counted.get() > errors_in_total {
+            Ok(Async::Ready(None::<()>))
+        } else {
+            Err(io::ErrorKind::ConnectionReset.into())
+        }
+    });
+    let other_task_saw = Rc::new(Cell::new(None));
+    let (seen, observed) = (other_task_saw.clone(), polls.clone());
+    handle.spawn(future::lazy(move || {
+        seen.set(Some(observed.get()));
+        Ok(())
+    }));
+    core.run(
+        resets
+            .sleep_on_error(FOREVER, &handle)
+            .for_each(|()| Ok(())),
+    )
+    .unwrap();
+    match other_task_saw.get() {
+        Some(polls) => assert!(
+            polls < errors_in_total,
+            "the other task ran only after all {} errors",
+            polls
+        ),
+        None => panic!("the other task never ran while errors were skipped"),
+    }
+}
