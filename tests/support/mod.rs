@@ -57,7 +57,10 @@ pub fn poll_stream_once<S: Stream>(
 }
 
 /// Polls a future once, outside any event loop, as a task woken by `notify`.
-pub fn poll_future_once<F: Future>(spawned: &mut Spawn<F>, notify: &NotifyHandle) -> Poll<F::Item, F::Error> {
+pub fn poll_future_once<F: Future>(
+    spawned: &mut Spawn<F>,
+    notify: &NotifyHandle,
+) -> Poll<F::Item, F::Error> {
     spawned.poll_future_notify(notify, 0)
 }
 
@@ -127,7 +130,9 @@ impl Server {
             let result = core.run(server.select(stop).map(|_| ()).map_err(|_| ()));
             let _ = done_tx.send((result, Instant::now()));
         });
-        let addr = addr_rx.recv_timeout(GENEROUS).expect("server thread did not start");
+        let addr = addr_rx
+            .recv_timeout(GENEROUS)
+            .expect("server thread did not start");
         Server {
             addr,
             shutdown: Some(shutdown),
