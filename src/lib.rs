@@ -9,10 +9,12 @@ extern crate futures;
 extern crate log;
 
 mod accept_error;
+mod bind;
 mod ext;
 mod listen;
 mod sleep_on_error;
 
+pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
 pub use crate::listen::Listen;
 pub use crate::sleep_on_error::SleepOnError;
