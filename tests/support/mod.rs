@@ -57,7 +57,10 @@ pub fn poll_stream_once<S: Stream>(
 }
 
 /// Polls a future once, outside any event loop, as a task woken by `notify`.
-pub fn poll_future_once<F: Future>(spawned: &mut Spawn<F>, notify: &NotifyHandle) -> Poll<F::Item, F::Error> {
+pub fn poll_future_once<F: Future>(
+    spawned: &mut Spawn<F>,
+    notify: &NotifyHandle,
+) -> Poll<F::Item, F::Error> {
     spawned.poll_future_notify(notify, 0)
 }
 
@@ -127,7 +130,9 @@ impl Server {
             let result = core.run(server.select(stop).map(|_| ()).map_err(|_| ()));
             let _ = done_tx.send((result, Instant::now()));
         });
-        let addr = addr_rx.recv_timeout(GENEROUS).expect("server thread did not start");
+        let addr = addr_rx
+            .recv_timeout(GENEROUS)
+            .expect("server thread did not start");
         Server {
             addr,
             shutdown: Some(shutdown),
@@ -205,4 +210,33 @@ impl<T, E> Stream for Pending<T, E> {
     fn poll(&mut self) -> Poll<Option<T>, E> {
         Ok(Async::NotReady)
     }
+}
+
+// ---- Helpers for the graceful shutdown, Unix socket and HTTP tests ----
+
+impl Server {
+    /// The outcome of the server future if it has resolved already; does
+    /// not wait.
+    pub fn finished(&self) -> Option<(Result<(), ()>, Instant)> {
+        self.done.try_recv().ok()
+    }
+}
+
+/// Tries to connect until the listener is gone (connection refused); returns
+/// how long that took. Panics if it is still accepting after [`GENEROUS`].
+pub fn wait_until_refused(addr: SocketAddr) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < GENEROUS {
+        // A timeout: a full backlog would otherwise block `connect` for minutes.
+        match net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return start.elapsed(),
+            // Closed during the handshake, or the backlog is full: look again.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("unexpected connect error: {}", e),
+            // Still listening: this client waits in the backlog, dropped here.
+            Ok(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    panic!("{} still accepts connections after {:?}", addr, GENEROUS);
 }
