@@ -132,7 +132,7 @@ pub trait ListenExt: Stream {
     ///
     /// To bound the drain, race the server against a
     /// [`Timeout`](tokio_core::reactor::Timeout) that starts when the signal
-    /// fires (share the signal with [`Future::shared`]); when the timeout wins,
+    /// fires (share the signal with [`Future::shared`](futures::Future::shared)); when the timeout wins,
     /// the connections still running are dropped.
     ///
     /// # Examples
