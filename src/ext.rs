@@ -3,7 +3,7 @@ use std::time::Duration;
 use futures::{IntoFuture, Stream};
 use tokio_core::reactor::Handle;
 
-use crate::{listen, sleep_on_error, Listen, SleepOnError};
+use crate::{listen, sleep_on_error, take_until, Listen, SleepOnError, TakeUntil};
 
 /// Adapters that turn a stream of `accept()` results into a server.
 ///
@@ -105,6 +105,96 @@ pub trait ListenExt: Stream {
         Self::Item: IntoFuture<Item = (), Error = ()>,
     {
         listen::new(self, max_connections)
+    }
+
+    /// Ends the stream as soon as `signal` resolves or fails, dropping the
+    /// inner stream at that moment: graceful shutdown.
+    ///
+    /// Put it before [`listen`](ListenExt::listen): when the signal fires, the
+    /// listening socket is closed at once (new clients are refused), the
+    /// stream ends, and `listen` resolves once the connections already running
+    /// have finished. The signal is polled before the inner stream, so an idle
+    /// server stops as soon as the signal fires, without waiting for another
+    /// client, and the signal wins over a client that is ready to be accepted.
+    /// This is what `take_while` with a flag can't do: a flag is only looked at
+    /// when the next client connects.
+    ///
+    /// The signal is any [`IntoFuture`], e.g. a
+    /// [`oneshot::Receiver`](futures::sync::oneshot::Receiver). Its value is
+    /// ignored, and so is its error: an error counts as the signal too, so
+    /// dropping the `oneshot::Sender` also shuts down. Both cases are logged at
+    /// `info`. Clients that were still waiting in the kernel's backlog when the
+    /// socket closed are reset.
+    ///
+    /// While `listen(n)` is full it doesn't poll its stream, so the signal is
+    /// only noticed (and the socket only closed) when a connection finishes;
+    /// until then new clients wait in the backlog as usual.
+    ///
+    /// To bound the drain, race the server against a
+    /// [`Timeout`](tokio_core::reactor::Timeout) that starts when the signal
+    /// fires (share the signal with [`Future::shared`](futures::Future::shared)); when the timeout wins,
+    /// the connections still running are dropped.
+    ///
+    /// # Examples
+    ///
+    /// The signal wins over an inner stream that never ends:
+    ///
+    /// ```
+    /// use futures::sync::oneshot;
+    /// use futures::{stream, Future, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let endless = stream::repeat::<_, ()>("a client").take_until(stopped);
+    /// drop(stop); // like `stop.send(())`
+    /// assert_eq!(endless.collect().wait(), Ok(vec![]));
+    /// ```
+    ///
+    /// A server that stops accepting on a signal, then lets the running
+    /// connections finish for at most 10 seconds:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use futures::sync::oneshot;
+    /// use futures::{Future, Stream};
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::net::TcpListener;
+    /// use tokio_core::reactor::{Core, Timeout};
+    ///
+    /// let mut core = Core::new().unwrap();
+    /// let handle = core.handle();
+    /// let addr = "127.0.0.1:8080".parse().unwrap();
+    /// let listener = TcpListener::bind(&addr, &handle).unwrap();
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// // Hand `stop` to whatever decides to shut down.
+    /// # drop(stop);
+    /// let stopped = stopped.shared();
+    ///
+    /// let drained = listener
+    ///     .incoming()
+    ///     .sleep_on_error(Duration::from_millis(100), &handle)
+    ///     .take_until(stopped.clone())
+    ///     .map(|(socket, _peer)| {
+    ///         tokio_io::io::write_all(socket, b"hello\n")
+    ///             .map(|_| ())
+    ///             .map_err(|e| log::error!("write error: {}", e))
+    ///     })
+    ///     .listen(1000);
+    /// let timer_handle = handle.clone();
+    /// let deadline = stopped
+    ///     .then(move |_| Timeout::new(Duration::from_secs(10), &timer_handle))
+    ///     .flatten()
+    ///     .map_err(|e| log::error!("timer error: {}", e));
+    /// // Whichever comes first: every connection finished, or the deadline.
+    /// let _ = core.run(drained.select(deadline));
+    /// ```
+    fn take_until<F>(self, signal: F) -> TakeUntil<Self, F::Future>
+    where
+        Self: Sized,
+        F: IntoFuture,
+    {
+        take_until::new(self, signal.into_future())
     }
 }
 

@@ -13,8 +13,10 @@ mod bind;
 mod ext;
 mod listen;
 mod sleep_on_error;
+mod take_until;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
 pub use crate::listen::Listen;
 pub use crate::sleep_on_error::SleepOnError;
+pub use crate::take_until::TakeUntil;

@@ -211,3 +211,32 @@ impl<T, E> Stream for Pending<T, E> {
         Ok(Async::NotReady)
     }
 }
+
+// ---- Helpers for the graceful shutdown, Unix socket and HTTP tests ----
+
+impl Server {
+    /// The outcome of the server future if it has resolved already; does
+    /// not wait.
+    pub fn finished(&self) -> Option<(Result<(), ()>, Instant)> {
+        self.done.try_recv().ok()
+    }
+}
+
+/// Tries to connect until the listener is gone (connection refused); returns
+/// how long that took. Panics if it is still accepting after [`GENEROUS`].
+pub fn wait_until_refused(addr: SocketAddr) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < GENEROUS {
+        // A timeout: a full backlog would otherwise block `connect` for minutes.
+        match net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return start.elapsed(),
+            // Closed during the handshake, or the backlog is full: look again.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("unexpected connect error: {}", e),
+            // Still listening: this client waits in the backlog, dropped here.
+            Ok(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    panic!("{} still accepts connections after {:?}", addr, GENEROUS);
+}

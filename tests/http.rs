@@ -1,0 +1,207 @@
+//! The server of `examples/http.rs` (the same module, not a copy), checked
+//! with `curl`: answers, a burst above the limit, the per-connection deadline.
+
+mod support;
+
+#[path = "../examples/http/server.rs"]
+mod server;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{connect, init_logging, read_reply, Server, GENEROUS};
+
+fn start(max_connections: usize, deadline: Duration) -> Server {
+    init_logging();
+    let config = server::Config {
+        max_connections,
+        deadline,
+    };
+    Server::start(move |listener, handle| server::serve(listener, handle, config))
+}
+
+/// `curl` with the options every test wants: quiet but with errors, and a
+/// bound on the whole run.
+fn curl() -> Command {
+    let mut command = Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--no-progress-meter"])
+        .args(["--max-time", &GENEROUS.as_secs().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn spawn(mut command: Command) -> Child {
+    command
+        .spawn()
+        .expect("cannot run curl; install it (.ci/run does: apt-get install curl)")
+}
+
+fn finish(child: Child) -> String {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("curl did not finish");
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(status.success(), "curl failed ({}): {}", status, stderr);
+    String::from_utf8(stdout).expect("curl printed UTF-8")
+}
+
+/// `count` requests in one `curl` run, all at once; one line per request:
+/// `status:bytes of body`.
+fn burst(addr: SocketAddr, count: usize) -> Child {
+    let mut command = curl();
+    command
+        .args(["--parallel", "--parallel-immediate"])
+        .args(["--parallel-max", &count.to_string()])
+        .args(["--output", "/dev/null"])
+        .args(["--write-out", "%{http_code}:%{size_download}\\n"])
+        .arg(format!("http://{}/[1-{}]", addr, count));
+    spawn(command)
+}
+
+fn assert_all_ok(output: &str, count: usize) {
+    let expected = format!("200:{}", server::BODY.len());
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), count, "curl output: {:?}", output);
+    assert!(
+        lines.iter().all(|line| *line == expected),
+        "not all requests got {}: {:?}",
+        expected,
+        lines
+    );
+}
+
+#[test]
+fn curl_gets_200_with_the_body_and_connection_close() {
+    let server = start(4, GENEROUS);
+    let mut command = curl();
+    command
+        .arg("--include")
+        .arg(format!("http://{}/hello", server.addr));
+
+    let reply = finish(spawn(command));
+
+    assert!(
+        reply.starts_with("HTTP/1.1 200 OK\r\n"),
+        "reply: {:?}",
+        reply
+    );
+    assert!(
+        reply.contains("\r\nConnection: close\r\n"),
+        "reply: {:?}",
+        reply
+    );
+    assert!(
+        reply.ends_with(&format!("\r\n\r\n{}", server::BODY)),
+        "reply: {:?}",
+        reply
+    );
+}
+
+#[test]
+fn a_malformed_request_gets_400() {
+    let server = start(4, GENEROUS);
+    let mut client = connect(server.addr);
+    client.write_all(b"nonsense\r\n\r\n").unwrap();
+
+    let reply = read_reply(client).unwrap();
+
+    assert!(
+        reply.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "reply: {:?}",
+        reply
+    );
+}
+
+#[test]
+fn a_burst_above_the_limit_waits_for_free_slots_and_all_get_200() {
+    const LIMIT: usize = 2;
+    const REQUESTS: usize = 16;
+    let server = start(LIMIT, Duration::from_secs(1));
+    // Two silent clients take both slots until the deadline, so the whole
+    // burst starts out waiting in the backlog.
+    let silent: Vec<_> = (0..LIMIT).map(|_| connect(server.addr)).collect();
+
+    let output = finish(burst(server.addr, REQUESTS));
+
+    assert_all_ok(&output, REQUESTS);
+    for client in silent {
+        assert_eq!(
+            read_reply(client).unwrap(),
+            b"",
+            "a silent client got an answer"
+        );
+    }
+}
+
+#[test]
+fn a_silent_client_is_dropped_at_the_deadline_while_others_are_served() {
+    const DEADLINE: Duration = Duration::from_secs(3);
+    const REQUESTS: usize = 8;
+    let server = start(2, DEADLINE);
+    let connected = Instant::now();
+    let silent = connect(server.addr);
+
+    // Wait for EOF on the silent client in the background.
+    let dropped = thread::spawn(move || {
+        let reply = read_reply(silent);
+        (reply, Instant::now())
+    });
+    let output = finish(burst(server.addr, REQUESTS));
+    let served = Instant::now();
+    let (reply, dropped_at) = dropped.join().unwrap();
+
+    assert_all_ok(&output, REQUESTS);
+    assert_eq!(reply.unwrap(), b"", "the silent client got an answer");
+    assert!(
+        served < dropped_at,
+        "the burst was served only after the silent client was dropped"
+    );
+    let held = dropped_at - connected;
+    assert!(
+        held >= DEADLINE.mul_f64(0.9),
+        "dropped after {:?}, before the deadline",
+        held
+    );
+    assert!(
+        held < DEADLINE + GENEROUS / 2,
+        "dropped only after {:?}",
+        held
+    );
+}
+
+#[test]
+fn a_request_waits_in_the_backlog_while_every_slot_is_taken() {
+    let server = start(1, GENEROUS);
+    let mut silent = connect(server.addr);
+    let mut command = curl();
+    command.arg(format!("http://{}/", server.addr));
+    let mut waiting = spawn(command);
+
+    // While the silent client holds the only slot, curl gets no answer.
+    // (A stalled machine can only make this pass wrongly, never fail.)
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        let status = waiting.try_wait().expect("curl status");
+        assert!(
+            status.is_none(),
+            "curl finished while the slot was taken: {:?}",
+            status
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Closing the silent client frees the slot.
+    silent.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    silent.read_to_end(&mut rest).unwrap();
+
+    assert_eq!(finish(waiting), server::BODY);
+    assert!(rest.is_empty(), "the silent client got an answer");
+}

@@ -1,0 +1,196 @@
+//! Graceful shutdown with `take_until` on real sockets: the listener closes at
+//! once, running connections drain, a deadline cuts the drain short.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::net::{self, SocketAddr};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures::future::Shared;
+use futures::sync::oneshot;
+use futures::{Future, Stream};
+use tk_listen::ListenExt;
+use tokio_core::net::TcpStream;
+use tokio_core::reactor::Timeout;
+
+use support::{fetch, hello_after, init_logging, wait_until_refused, Server, GENEROUS};
+
+const PAUSE: Duration = Duration::from_millis(100);
+
+/// A connection that reports its acceptance on `accepted`, waits until
+/// `release` fires, then writes `hello\n` and closes. Write errors (a client
+/// that went away) are ignored.
+fn hello_when_released(
+    socket: TcpStream,
+    accepted: &mpsc::Sender<()>,
+    release: &Shared<oneshot::Receiver<()>>,
+) -> impl Future<Item = (), Error = ()> {
+    let _ = accepted.send(());
+    release
+        .clone()
+        .then(move |_| tokio_io::io::write_all(socket, b"hello\n"))
+        .map(|_| ())
+        .map_err(|_| ())
+}
+
+/// Starts `n` clients that each read until EOF, and waits until the server
+/// has accepted all of them.
+fn clients_in_flight(
+    addr: SocketAddr,
+    n: usize,
+    accepted: &mpsc::Receiver<()>,
+) -> Vec<thread::JoinHandle<Vec<u8>>> {
+    let clients = (0..n)
+        .map(|_| thread::spawn(move || fetch(addr).expect("client read")))
+        .collect();
+    for i in 0..n {
+        accepted
+            .recv_timeout(GENEROUS)
+            .unwrap_or_else(|_| panic!("only {} of {} clients were accepted", i, n));
+    }
+    clients
+}
+
+fn assert_refused(addr: SocketAddr) {
+    let err = net::TcpStream::connect(addr).expect_err("the listener is still open");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
+    init_logging();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = Server::start(move |listener, handle| {
+        let handle = handle.clone();
+        listener
+            .incoming()
+            .sleep_on_error(PAUSE, &handle)
+            .take_until(stopped)
+            .map(move |(socket, _)| hello_after(socket, Duration::ZERO, &handle))
+            .listen(4)
+    });
+    assert_eq!(fetch(server.addr).unwrap(), b"hello\n");
+
+    // No client connects after this: only the signal can stop the server.
+    let signalled = Instant::now();
+    stop.send(()).unwrap();
+    let (result, returned) = server.wait_until();
+
+    assert_eq!(result, Ok(()));
+    let returned_after = returned - signalled;
+    assert!(
+        returned_after < Duration::from_millis(100),
+        "Core::run returned {:?} after the signal",
+        returned_after
+    );
+    assert_refused(server.addr);
+}
+
+#[test]
+fn a_dropped_sender_shuts_the_server_down() {
+    init_logging();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = Server::start(move |listener, handle| {
+        let handle = handle.clone();
+        listener
+            .incoming()
+            .sleep_on_error(PAUSE, &handle)
+            .take_until(stopped)
+            .map(move |(socket, _)| hello_after(socket, Duration::ZERO, &handle))
+            .listen(4)
+    });
+    assert_eq!(fetch(server.addr).unwrap(), b"hello\n");
+
+    drop(stop);
+
+    assert_eq!(server.wait(), Ok(()));
+    assert_refused(server.addr);
+}
+
+#[test]
+fn connections_in_flight_complete_before_the_server_resolves() {
+    init_logging();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (release, released) = oneshot::channel::<()>();
+    let (accepted_tx, accepted) = mpsc::channel();
+    let server = Server::start(move |listener, handle| {
+        let released = released.shared();
+        listener
+            .incoming()
+            .sleep_on_error(PAUSE, handle)
+            .take_until(stopped)
+            .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))
+            .listen(4)
+    });
+    let clients = clients_in_flight(server.addr, 3, &accepted);
+
+    stop.send(()).unwrap();
+    // The listener closes while the three connections are still running...
+    wait_until_refused(server.addr);
+    assert!(
+        server.finished().is_none(),
+        "resolved with connections in flight"
+    );
+
+    // ...and they all complete before the server resolves.
+    release.send(()).unwrap();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), b"hello\n");
+    }
+    assert_eq!(server.wait(), Ok(()));
+    assert!(
+        accepted.try_recv().is_err(),
+        "a client was accepted after the signal"
+    );
+}
+
+#[test]
+fn a_drain_deadline_cuts_connections_that_outlive_it() {
+    init_logging();
+    const DRAIN: Duration = Duration::from_millis(300);
+    let (stop, stopped) = oneshot::channel::<()>();
+    // Never sent: the connections would run forever.
+    let (_release, released) = oneshot::channel::<()>();
+    let (accepted_tx, accepted) = mpsc::channel();
+    let server = Server::start(move |listener, handle| {
+        let released = released.shared();
+        let stopped = stopped.shared();
+        let drained = listener
+            .incoming()
+            .sleep_on_error(PAUSE, handle)
+            .take_until(stopped.clone())
+            .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))
+            .listen(4);
+        let timer_handle = handle.clone();
+        let deadline = stopped
+            .then(move |_| Timeout::new(DRAIN, &timer_handle))
+            .flatten()
+            .map_err(|e| panic!("timer failed: {}", e));
+        drained.select(deadline).map(|_| ()).map_err(|_| ())
+    });
+    let clients = clients_in_flight(server.addr, 2, &accepted);
+
+    let signalled = Instant::now();
+    stop.send(()).unwrap();
+    let (result, returned) = server.wait_until();
+
+    assert_eq!(result, Ok(()));
+    let drained_for = returned - signalled;
+    assert!(
+        drained_for >= DRAIN.mul_f64(0.9),
+        "the drain ended after {:?}, before its deadline",
+        drained_for
+    );
+    assert!(
+        drained_for < DRAIN + Duration::from_secs(3),
+        "the drain ended {:?} after the signal",
+        drained_for
+    );
+    for client in clients {
+        assert_eq!(client.join().unwrap(), b"", "clients should see EOF");
+    }
+    assert_refused(server.addr);
+}
