@@ -26,37 +26,33 @@ pub(crate) fn is_per_connection(err: &io::Error) -> bool {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(unix)]
 fn is_per_connection_os_error(code: i32) -> bool {
-    matches!(
-        code,
-        libc::ENETDOWN
-            | libc::EPROTO
-            | libc::ENOPROTOOPT
-            | libc::EHOSTDOWN
-            | libc::ENONET
-            | libc::EHOSTUNREACH
-            | libc::EOPNOTSUPP
-            | libc::ENETUNREACH
-    )
-}
-
-// `ENONET` is Linux-only; the other unix targets get the rest of the list.
-#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
-fn is_per_connection_os_error(code: i32) -> bool {
-    matches!(
-        code,
-        libc::ENETDOWN
-            | libc::EPROTO
-            | libc::ENOPROTOOPT
-            | libc::EHOSTDOWN
-            | libc::EHOSTUNREACH
-            | libc::EOPNOTSUPP
-            | libc::ENETUNREACH
-    )
+    is_enonet(code)
+        || matches!(
+            code,
+            libc::ENETDOWN
+                | libc::EPROTO
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
 }
 
 #[cfg(not(unix))]
 fn is_per_connection_os_error(_code: i32) -> bool {
+    false
+}
+
+/// `ENONET` ("machine is not on the network") exists on Linux only.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn is_enonet(code: i32) -> bool {
+    code == libc::ENONET
+}
+
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+fn is_enonet(_code: i32) -> bool {
     false
 }

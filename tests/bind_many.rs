@@ -20,7 +20,7 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{connect, GENEROUS};
+use support::{assert_refused, connect, GENEROUS};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -183,19 +183,6 @@ fn round_trip(client: &mut net::TcpStream) {
         .read_exact(&mut echo)
         .expect("echo on an accepted connection");
     assert_eq!(&echo, b"ping\n");
-}
-
-fn assert_refused(addr: SocketAddr) {
-    match net::TcpStream::connect_timeout(&addr, GENEROUS) {
-        Err(e) => assert_eq!(
-            e.kind(),
-            io::ErrorKind::ConnectionRefused,
-            "connect to {}: {}",
-            addr,
-            e
-        ),
-        Ok(_) => panic!("{} still accepts connections", addr),
-    }
 }
 
 /// A port on 127.0.0.1 that the system just chose as free. Something else may
@@ -374,14 +361,15 @@ fn duplicates_are_bound_once_and_a_kept_address_is_not_rebound() {
     assert_eq!(bound, vec![other, kept], "same listening socket, same port");
 }
 
-#[test]
-fn the_end_of_the_address_stream_ends_the_stream_and_closes_the_listeners() {
+/// Ends the address stream with `end`; the stream must end, the listeners
+/// close, and a connection accepted earlier must keep working.
+fn check_the_address_stream_ending(end: impl FnOnce(&mut BindServer)) {
     let mut server = BindServer::start(Options::default());
     server.send(&[any_port()]);
     let addr = server.wait_bound(|bound| !bound.is_empty())[0];
     let mut earlier = greet(addr).expect("serves");
 
-    server.end_address_stream();
+    end(&mut server);
     server.wait_bound(|bound| bound.is_empty());
     assert_refused(addr);
     round_trip(&mut earlier);
@@ -390,18 +378,13 @@ fn the_end_of_the_address_stream_ends_the_stream_and_closes_the_listeners() {
 }
 
 #[test]
-fn a_failing_address_stream_ends_the_stream_and_closes_the_listeners() {
-    let mut server = BindServer::start(Options::default());
-    server.send(&[any_port()]);
-    let addr = server.wait_bound(|bound| !bound.is_empty())[0];
-    let mut earlier = greet(addr).expect("serves");
+fn the_end_of_the_address_stream_ends_the_stream_and_closes_the_listeners() {
+    check_the_address_stream_ending(|server| server.end_address_stream());
+}
 
-    server.fail_address_stream();
-    server.wait_bound(|bound| bound.is_empty());
-    assert_refused(addr);
-    round_trip(&mut earlier);
-    drop(earlier);
-    assert_eq!(server.wait_done(), Ok(()), "listen drains and resolves");
+#[test]
+fn a_failing_address_stream_ends_the_stream_and_closes_the_listeners() {
+    check_the_address_stream_ending(|server| server.fail_address_stream());
 }
 
 #[test]

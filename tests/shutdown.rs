@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::ErrorKind;
-use std::net::{self, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use tk_listen::ListenExt;
 use tokio_core::net::TcpStream;
 use tokio_core::reactor::Timeout;
 
-use support::{fetch, hello_after, init_logging, wait_until_refused, Server, GENEROUS};
+use support::{assert_refused, fetch, hello_after, init_logging, report_end, Server, GENEROUS};
 
 const PAUSE: Duration = Duration::from_millis(100);
 
@@ -54,15 +53,10 @@ fn clients_in_flight(
     clients
 }
 
-fn assert_refused(addr: SocketAddr) {
-    let err = net::TcpStream::connect(addr).expect_err("the listener is still open");
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
-}
-
-#[test]
-fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
+/// A server that greets each client at once, until `stopped` fires; it has
+/// served one client when this returns.
+fn idle_server(stopped: oneshot::Receiver<()>) -> Server {
     init_logging();
-    let (stop, stopped) = oneshot::channel::<()>();
     let server = Server::start(move |listener, handle| {
         let handle = handle.clone();
         listener
@@ -73,6 +67,13 @@ fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
             .listen(4)
     });
     assert_eq!(fetch(server.addr).unwrap(), b"hello\n");
+    server
+}
+
+#[test]
+fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = idle_server(stopped);
 
     // No client connects after this: only the signal can stop the server.
     let signalled = Instant::now();
@@ -91,18 +92,8 @@ fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
 
 #[test]
 fn a_dropped_sender_shuts_the_server_down() {
-    init_logging();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = Server::start(move |listener, handle| {
-        let handle = handle.clone();
-        listener
-            .incoming()
-            .sleep_on_error(PAUSE, &handle)
-            .take_until(stopped)
-            .map(move |(socket, _)| hello_after(socket, Duration::ZERO, &handle))
-            .listen(4)
-    });
-    assert_eq!(fetch(server.addr).unwrap(), b"hello\n");
+    let server = idle_server(stopped);
 
     drop(stop);
 
@@ -116,12 +107,14 @@ fn connections_in_flight_complete_before_the_server_resolves() {
     let (stop, stopped) = oneshot::channel::<()>();
     let (release, released) = oneshot::channel::<()>();
     let (accepted_tx, accepted) = mpsc::channel();
+    let (ended_tx, ended) = mpsc::channel();
     let server = Server::start(move |listener, handle| {
         let released = released.shared();
-        listener
+        let accepts = listener
             .incoming()
             .sleep_on_error(PAUSE, handle)
-            .take_until(stopped)
+            .take_until(stopped);
+        report_end(accepts, ended_tx)
             .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))
             .listen(4)
     });
@@ -129,7 +122,10 @@ fn connections_in_flight_complete_before_the_server_resolves() {
 
     stop.send(()).unwrap();
     // The listener closes while the three connections are still running...
-    wait_until_refused(server.addr);
+    ended
+        .recv_timeout(GENEROUS)
+        .expect("accepting did not stop");
+    assert_refused(server.addr);
     assert!(
         server.finished().is_none(),
         "resolved with connections in flight"

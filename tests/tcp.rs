@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use futures::future::{self, Either};
 use futures::{Future, Stream};
 use tk_listen::ListenExt;
 
-use support::{connect, hello_after, read_reply, Gauge, Server, GENEROUS};
+use support::{assert_refused, connect, hello_after, read_reply, Gauge, Server, GENEROUS};
 
 const PAUSE: Duration = Duration::from_millis(100);
 
@@ -108,8 +107,7 @@ fn ending_the_accept_stream_drains_running_connections_then_resolves() {
         assert_eq!(read_reply(client).unwrap(), b"hello\n");
     }
     // And once the server future is gone, so is the listening socket.
-    let refused = TcpStream::connect(server.addr).unwrap_err();
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    assert_refused(server.addr);
 }
 
 #[test]

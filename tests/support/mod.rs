@@ -222,21 +222,31 @@ impl Server {
     }
 }
 
-/// Tries to connect until the listener is gone (connection refused); returns
-/// how long that took. Panics if it is still accepting after [`GENEROUS`].
-pub fn wait_until_refused(addr: SocketAddr) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < GENEROUS {
-        // A timeout: a full backlog would otherwise block `connect` for minutes.
-        match net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return start.elapsed(),
-            // Closed during the handshake, or the backlog is full: look again.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("unexpected connect error: {}", e),
-            // Still listening: this client waits in the backlog, dropped here.
-            Ok(_) => thread::sleep(Duration::from_millis(5)),
-        }
+/// Asserts that nothing listens on `addr` any more.
+pub fn assert_refused(addr: SocketAddr) {
+    match net::TcpStream::connect_timeout(&addr, GENEROUS) {
+        Err(e) => assert_eq!(
+            e.kind(),
+            io::ErrorKind::ConnectionRefused,
+            "connect to {}: {}",
+            addr,
+            e
+        ),
+        Ok(_) => panic!("{} still accepts connections", addr),
     }
-    panic!("{} still accepts connections after {:?}", addr, GENEROUS);
+}
+
+/// Passes `stream` through and sends on `ended` when it ends, so that a test
+/// learns when a server stopped accepting.
+pub fn report_end<S: Stream>(
+    mut stream: S,
+    ended: mpsc::Sender<()>,
+) -> impl Stream<Item = S::Item, Error = S::Error> {
+    futures::stream::poll_fn(move || {
+        let polled = stream.poll();
+        if let Ok(Async::Ready(None)) = polled {
+            let _ = ended.send(());
+        }
+        polled
+    })
 }
