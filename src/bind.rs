@@ -49,6 +49,10 @@ const RELOAD_BUDGET: usize = 64;
 /// tells which one it chose. When several lists are ready at once, only the
 /// last one is applied.
 ///
+/// Lists are read when this stream is polled. Behind
+/// [`listen(n)`](crate::ListenExt::listen) that doesn't happen while all `n`
+/// connections are busy, so a reload then waits until a connection finishes.
+///
 /// # Bind failures
 ///
 /// An address that cannot be bound (in use by another socket, not assigned to
