@@ -9,13 +9,7 @@ use futures::{task, Async, Future, Poll, Stream};
 use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Handle, Timeout};
 
-/// How many results (connections or accept errors) the stream yields in a row
-/// before it lets the other tasks on the event loop run.
-const ACCEPT_BUDGET: usize = 64;
-
-/// How many address lists one `poll` takes from the address stream before it
-/// lets the other tasks on the event loop run.
-const RELOAD_BUDGET: usize = 64;
+use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
 
 /// A stream of connections accepted on a changing set of addresses.
 ///
@@ -204,7 +198,8 @@ impl<S> BindMany<S> {
     ///
     /// It applies to the retries scheduled after the call; a retry already
     /// waiting keeps its time. A zero interval retries at every tick of the
-    /// event loop's timer, which only makes sense in tests.
+    /// event loop's timer (about a millisecond), which only makes sense in
+    /// tests; an interval longer than a year is cut to a year.
     ///
     /// # Examples
     ///
@@ -297,10 +292,9 @@ where
         if self.ended {
             return Ok(Async::Ready(None));
         }
-        if self.streak >= ACCEPT_BUDGET {
+        if self.streak >= POLL_BUDGET {
             self.streak = 0;
-            task::current().notify();
-            return Ok(Async::NotReady);
+            return Ok(yield_to_other_tasks());
         }
         let count = self.listeners.len();
         let start = self.next;
@@ -354,7 +348,7 @@ where
     /// one; marks the stream ended if the address stream ended or failed.
     fn poll_addresses(&mut self) -> Option<S::Item> {
         let mut latest = None;
-        for _ in 0..RELOAD_BUDGET {
+        for _ in 0..POLL_BUDGET {
             match self.addresses.poll() {
                 Ok(Async::Ready(Some(addresses))) => latest = Some(addresses),
                 Ok(Async::NotReady) => return latest,
@@ -388,27 +382,33 @@ impl<S> BindMany<S> {
     /// Makes `addresses` the set of listened addresses, keeping the sockets
     /// of the addresses that stay.
     fn replace<I: IntoIterator<Item = SocketAddr>>(&mut self, addresses: I) {
-        let mut old: HashMap<SocketAddr, Entry> = mem::take(&mut self.listeners)
-            .into_iter()
-            .map(|entry| (entry.requested, entry))
-            .collect();
+        let mut wanted = Vec::new();
         let mut seen = HashSet::new();
         for requested in addresses {
-            if !seen.insert(requested) {
-                continue; // a duplicate in the list
+            if seen.insert(requested) {
+                wanted.push(requested); // first occurrence; duplicates skipped
             }
-            let entry = match old.remove(&requested) {
-                Some(kept) => kept,
-                None => Entry {
+        }
+        // Close what leaves before binding what comes: a new address may
+        // overlap a removed one (`0.0.0.0:80` replacing `127.0.0.1:80`).
+        let mut kept = HashMap::new();
+        for entry in mem::take(&mut self.listeners) {
+            if seen.contains(&entry.requested) {
+                kept.insert(entry.requested, entry);
+            } else {
+                entry.close();
+            }
+        }
+        let (handle, interval) = (&self.handle, self.retry_interval);
+        self.listeners = wanted
+            .into_iter()
+            .map(|requested| {
+                kept.remove(&requested).unwrap_or_else(|| Entry {
                     requested,
-                    state: bind(requested, &self.handle, self.retry_interval, 0),
-                },
-            };
-            self.listeners.push(entry);
-        }
-        for (_, gone) in old {
-            gone.close();
-        }
+                    state: bind(requested, handle, interval, 0),
+                })
+            })
+            .collect();
         self.next = 0;
     }
 
@@ -497,28 +497,18 @@ fn bind(requested: SocketAddr, handle: &Handle, interval: Duration, failures: u3
 }
 
 /// A timer for the next bind of `requested`, already polled once so that it
-/// wakes the current task; `None` (retry at the next poll) if it can't be made.
+/// wakes the current task. `None` means "retry at the next poll", and this
+/// task is woken for it.
 fn retry_timer(requested: SocketAddr, interval: Duration, handle: &Handle) -> Option<Timeout> {
-    let mut timer = match Timeout::new(interval, handle) {
-        Ok(timer) => timer,
-        Err(e) => {
-            error!(
-                "cannot create the bind retry timer for {}: {}",
-                requested, e
-            );
-            return None;
-        }
-    };
-    match timer.poll() {
-        Ok(Async::NotReady) => Some(timer),
-        // Fired already (a zero interval): retry at the next poll.
-        Ok(Async::Ready(())) => {
-            task::current().notify();
-            None
-        }
-        Err(e) => {
-            error!("bind retry timer for {} failed: {}", requested, e);
-            None
-        }
+    let polled = timer(interval, handle).and_then(|mut timer| match timer.poll()? {
+        Async::NotReady => Ok(Some(timer)),
+        Async::Ready(()) => Ok(None),
+    });
+    match polled {
+        Ok(Some(timer)) => return Some(timer),
+        Ok(None) => {}
+        Err(e) => error!("bind retry timer for {} failed: {}", requested, e),
     }
+    task::current().notify();
+    None
 }

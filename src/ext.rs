@@ -26,8 +26,10 @@ pub trait ListenExt: Stream {
     /// out of descriptors: the pending clients wait in the kernel's backlog
     /// instead of the process failing, or retrying `accept()` in a busy loop at
     /// 100% CPU. Choose a `delay` long enough for connections to finish and
-    /// free descriptors (100 ms to 1 s is typical); a zero delay retries at
-    /// once and gives up that protection.
+    /// free descriptors (100 ms to 1 s is typical). A zero delay retries at
+    /// the next tick of the event loop's timer (about a millisecond) and gives
+    /// up most of that protection; a delay longer than a year is cut to a
+    /// year.
     ///
     /// At most 64 skipped errors in a row are handled in one `poll`; then the
     /// stream yields to the other tasks on the event loop and carries on at
@@ -79,6 +81,10 @@ pub trait ListenExt: Stream {
     /// to `Ok(())` once the stream has ended and every connection has finished
     /// (a graceful drain), or to the stream's own error as soon as the stream
     /// fails, dropping the connections still running.
+    ///
+    /// One `poll` handles at most 64 finished connections; then it lets the
+    /// other tasks on the event loop run, so that a flood of short
+    /// connections can't monopolise it.
     ///
     /// # Panics
     ///

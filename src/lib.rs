@@ -11,6 +11,7 @@ extern crate log;
 mod accept_error;
 mod bind;
 mod ext;
+mod limits;
 mod listen;
 mod sleep_on_error;
 mod take_until;

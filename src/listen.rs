@@ -4,6 +4,8 @@ use futures::future::Then;
 use futures::stream::{BufferUnordered, Map};
 use futures::{Async, Future, IntoFuture, Poll, Stream};
 
+use crate::limits::{yield_to_other_tasks, POLL_BUDGET};
+
 /// A connection future whose outcome is turned into `Ok(())`, so that
 /// `buffer_unordered` can carry it next to the stream's own error type `E`.
 type Connection<F, E> = Then<F, Result<(), E>, fn(Result<(), ()>) -> Result<(), E>>;
@@ -83,8 +85,14 @@ where
     type Error = S::Error;
 
     fn poll(&mut self) -> Poll<(), S::Error> {
-        while try_ready!(self.connections.poll()).is_some() {}
-        Ok(Async::Ready(()))
+        // Connections that finish at once, accepted as fast as they come,
+        // would keep this loop going for as long as clients arrive.
+        for _ in 0..POLL_BUDGET {
+            if try_ready!(self.connections.poll()).is_none() {
+                return Ok(Async::Ready(()));
+            }
+        }
+        Ok(yield_to_other_tasks())
     }
 }
 

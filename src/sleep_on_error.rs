@@ -2,14 +2,11 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use futures::{task, Async, Future, Poll, Stream};
+use futures::{Async, Future, Poll, Stream};
 use tokio_core::reactor::{Handle, Timeout};
 
 use crate::accept_error::is_per_connection;
-
-/// How many per-connection errors in a row one `poll` skips before it lets
-/// other tasks on the event loop run.
-const SKIP_BUDGET: usize = 64;
+use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
 
 /// A stream of accepted connections that skips per-connection errors and
 /// pauses on resource exhaustion.
@@ -78,14 +75,13 @@ impl<I, S: Stream<Item = I, Error = io::Error>> Stream for SleepOnError<S> {
                 Err(e) if is_per_connection(&e) => {
                     debug!("accept error skipped: {}", e);
                     skipped += 1;
-                    if skipped >= SKIP_BUDGET {
-                        task::current().notify();
-                        return Ok(Async::NotReady);
+                    if skipped == POLL_BUDGET {
+                        return Ok(yield_to_other_tasks());
                     }
                 }
                 Err(e) => {
                     warn!("accept error: {}; pausing accepts for {:?}", e, self.delay);
-                    match Timeout::new(self.delay, &self.handle) {
+                    match timer(self.delay, &self.handle) {
                         Ok(pause) => self.pause = Some(pause),
                         Err(e) => {
                             error!("cannot create accept pause timer: {}; ending the stream", e);

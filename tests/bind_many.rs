@@ -20,7 +20,7 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{assert_refused, connect, GENEROUS};
+use support::{assert_refused, connect, free_addrs, GENEROUS};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -188,11 +188,6 @@ fn round_trip(client: &mut net::TcpStream) {
 /// A port on 127.0.0.1 that the system just chose as free. Something else may
 /// take it before the test binds it; `BindMany` then retries, so tests wait
 /// for the bind instead of assuming it.
-fn free_addr() -> SocketAddr {
-    let probe = net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    probe.local_addr().unwrap()
-}
-
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -250,7 +245,7 @@ fn count(levels: &[Level], level: Level) -> usize {
 #[test]
 fn a_removed_address_refuses_new_clients_but_keeps_its_accepted_connections() {
     let mut server = BindServer::start(Options::default());
-    let (first, second) = (free_addr(), free_addr());
+    let [first, second] = free_addrs();
     server.send(&[first, second]);
     let bound = server.wait_bound(|bound| bound.len() == 2);
     assert_eq!(bound, vec![first, second], "in the order of the list");
@@ -275,7 +270,7 @@ fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
     });
     let blocker = net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let blocked = blocker.local_addr().unwrap();
-    let other = free_addr();
+    let [other] = free_addrs();
     let sent = Instant::now();
     server.send(&[blocked, other]);
     let bound = server.wait_bound(|bound| bound.contains(&other));
@@ -337,7 +332,7 @@ fn duplicates_are_bound_once_and_a_kept_address_is_not_rebound() {
         max_connections: 1,
         ..Options::default()
     });
-    let other = free_addr();
+    let [other] = free_addrs();
     // Port 0 would give a new port each time it was bound.
     server.send(&[any_port(), any_port(), other, any_port()]);
     let bound = server.wait_bound(|bound| !bound.is_empty());
@@ -397,7 +392,7 @@ fn flooded_listeners_each_get_a_fair_share_of_the_accepts() {
         hold: Duration::from_millis(5),
         ..Options::default()
     });
-    let (first, second) = (free_addr(), free_addr());
+    let [first, second] = free_addrs();
     server.send(&[first, second]);
     server.wait_bound(|bound| bound.len() == 2);
 
@@ -446,7 +441,7 @@ fn the_full_pipeline_serves_concurrent_clients() {
         max_connections: 4,
         ..Options::default()
     });
-    let second = free_addr();
+    let [second] = free_addrs();
     server.send(&[any_port(), second]);
     let bound = server.wait_bound(|bound| bound.len() == 2);
     let clients: Vec<_> = (0..20)

@@ -12,7 +12,7 @@ use tk_listen::BindMany;
 use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Timeout};
 
-use support::{connect, GENEROUS};
+use support::{connect, free_addrs, GENEROUS};
 
 /// Polls `listeners` on `core` until it has a result (bounded by GENEROUS).
 fn next_result<S>(
@@ -36,16 +36,8 @@ where
 }
 
 fn set_open_files_limit(limit: u64) {
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut current), 0);
-        current.rlim_cur = limit.min(current.rlim_max);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &current), 0);
-    }
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    rlimit::Resource::NOFILE.set(limit.min(hard), hard).unwrap();
 }
 
 #[test]
@@ -54,7 +46,7 @@ fn an_accept_error_is_returned_and_every_listener_keeps_serving() {
     let mut core = Core::new().unwrap();
     let handle = core.handle();
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let other = free_addr();
+    let [other] = free_addrs();
     // One list, then an address stream that stays open.
     let addresses =
         stream::iter_ok(vec![vec![any_port, other]]).chain(future::empty::<_, ()>().into_stream());
@@ -101,10 +93,4 @@ fn an_accept_error_is_returned_and_every_listener_keeps_serving() {
     let mut expected = bound.clone();
     expected.sort();
     assert_eq!(served, expected, "each listener served its waiting client");
-}
-
-/// A port on 127.0.0.1 the system just chose as free.
-fn free_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    probe.local_addr().unwrap()
 }

@@ -3,16 +3,18 @@
 
 mod support;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures::executor::{NotifyHandle, Spawn};
+use futures::future::{self, FutureResult};
 use futures::sync::oneshot;
 use futures::{Async, Future, Poll, Stream};
 use proptest::prelude::*;
 use tk_listen::{Listen, ListenExt};
+use tokio_core::reactor::Core;
 
-use support::{poll_future_once, spawn, CountingNotify};
+use support::{poll_future_once, progress_when_another_task_ran, spawn, CountingNotify};
 
 /// What the mock accept stream and its connections have done so far.
 #[derive(Default)]
@@ -207,6 +209,30 @@ fn wait_works_without_an_event_loop() {
             },
         ));
     assert_eq!(connections.listen(7).wait(), Ok(()));
+}
+
+#[test]
+fn a_flood_of_connections_that_finish_at_once_lets_other_tasks_run() {
+    let mut core = Core::new().unwrap();
+    // Bounded so that a broken implementation finishes (and fails) too.
+    let connections_in_total = 100_000;
+    let accepted = Rc::new(Cell::new(0));
+    let counted = accepted.clone();
+    let flood = futures::stream::poll_fn(move || -> Poll<Option<FutureResult<(), ()>>, ()> {
+        if counted.get() == connections_in_total {
+            return Ok(Async::Ready(None));
+        }
+        counted.set(counted.get() + 1);
+        Ok(Async::Ready(Some(future::ok(()))))
+    });
+    match progress_when_another_task_ran(&mut core, &accepted, flood.listen(10)) {
+        Some(accepted) => assert!(
+            accepted < connections_in_total,
+            "the other task ran only after all {} connections",
+            accepted
+        ),
+        None => panic!("the other task never ran during the flood"),
+    }
 }
 
 /// One step of a random schedule.

@@ -8,11 +8,14 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::{future, stream, Async, Stream};
+use futures::future::Either;
+use futures::{stream, Async, Future, Stream};
 use tk_listen::ListenExt;
-use tokio_core::reactor::Core;
+use tokio_core::reactor::{Core, Timeout};
 
-use support::{os_error, poll_stream_once, spawn, CountingNotify, GENEROUS};
+use support::{
+    os_error, poll_stream_once, progress_when_another_task_ran, spawn, CountingNotify, GENEROUS,
+};
 
 /// Long enough that a test which paused by mistake could never pass.
 const FOREVER: Duration = Duration::from_secs(3600);
@@ -103,6 +106,21 @@ fn resource_errors_stop_accepting_until_woken_by_the_timer() {
     }
 }
 
+/// Runs `future`; fails the test if it doesn't finish within [`GENEROUS`]
+/// (for instance, because nothing woke the task after a pause).
+fn run_or_fail<F: Future>(core: &mut Core, future: F) -> F::Item
+where
+    F::Error: std::fmt::Debug,
+{
+    let limit = Timeout::new(GENEROUS, &core.handle()).unwrap();
+    match core.run(future.select2(limit)) {
+        Ok(Either::A((item, _))) => item,
+        Ok(Either::B(_)) => panic!("not finished after {:?}", GENEROUS),
+        Err(Either::A((e, _))) => panic!("failed: {:?}", e),
+        Err(Either::B((e, _))) => panic!("timer failed: {}", e),
+    }
+}
+
 #[test]
 fn resource_errors_pause_for_the_delay_then_accepting_resumes() {
     let mut core = Core::new().unwrap();
@@ -111,9 +129,8 @@ fn resource_errors_pause_for_the_delay_then_accepting_resumes() {
         let description = error.to_string();
         let accepts = stream::iter_result(vec![Ok(1), Err(error), Ok(2)]);
         let started = Instant::now();
-        let items = core
-            .run(accepts.sleep_on_error(delay, &core.handle()).collect())
-            .unwrap();
+        let pausing = accepts.sleep_on_error(delay, &core.handle());
+        let items = run_or_fail(&mut core, pausing.collect());
         let waited = started.elapsed();
         assert_eq!(items, vec![1, 2], "{}", description);
         assert!(
@@ -163,7 +180,6 @@ fn a_long_run_of_skipped_errors_yields_and_asks_to_be_polled_again() {
 #[test]
 fn endless_connection_resets_let_other_tasks_on_the_core_run() {
     let mut core = Core::new().unwrap();
-    let handle = core.handle();
     // Bounded so that a broken implementation finishes (and fails) too.
     let errors_in_total = 100_000;
     let polls = Rc::new(Cell::new(0));
@@ -176,24 +192,31 @@ fn endless_connection_resets_let_other_tasks_on_the_core_run() {
             Err(io::ErrorKind::ConnectionReset.into())
         }
     });
-    let other_task_saw = Rc::new(Cell::new(None));
-    let (seen, observed) = (other_task_saw.clone(), polls.clone());
-    handle.spawn(future::lazy(move || {
-        seen.set(Some(observed.get()));
-        Ok(())
-    }));
-    core.run(
-        resets
-            .sleep_on_error(FOREVER, &handle)
-            .for_each(|()| Ok(())),
-    )
-    .unwrap();
-    match other_task_saw.get() {
+    let skipping = resets
+        .sleep_on_error(FOREVER, &core.handle())
+        .for_each(|()| Ok(()));
+    match progress_when_another_task_ran(&mut core, &polls, skipping) {
         Some(polls) => assert!(
             polls < errors_in_total,
             "the other task ran only after all {} errors",
             polls
         ),
         None => panic!("the other task never ran while errors were skipped"),
+    }
+}
+
+#[test]
+fn delays_too_long_for_the_timer_pause_instead_of_panicking() {
+    let core = Core::new().unwrap();
+    for delay in [Duration::MAX, Duration::from_secs(10 * 365 * 24 * 3600)] {
+        let accepts = stream::iter_result(vec![Err(os_error(libc::EMFILE)), Ok(7)]);
+        let mut pausing = spawn(accepts.sleep_on_error(delay, &core.handle()));
+        let (_, notify) = CountingNotify::handle();
+        assert_eq!(
+            poll_stream_once(&mut pausing, &notify),
+            Ok(Async::NotReady),
+            "{:?}",
+            delay
+        );
     }
 }

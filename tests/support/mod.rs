@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::net::{self, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -66,6 +68,24 @@ pub fn poll_future_once<F: Future>(
 
 pub fn spawn<T>(t: T) -> Spawn<T> {
     executor::spawn(t)
+}
+
+/// Runs `future` on `core` with one other task spawned beside it, and returns
+/// what `progress` said when that task ran: `None` if it never ran before
+/// `future` finished, which means `future` kept the event loop to itself.
+pub fn progress_when_another_task_ran<F: Future>(
+    core: &mut Core,
+    progress: &Rc<Cell<usize>>,
+    future: F,
+) -> Option<usize> {
+    let seen = Rc::new(Cell::new(None));
+    let (seen_by_task, progress) = (seen.clone(), progress.clone());
+    core.handle().spawn(futures::future::lazy(move || {
+        seen_by_task.set(Some(progress.get()));
+        Ok(())
+    }));
+    let _ = core.run(future);
+    seen.get()
 }
 
 /// Tracks how many things are in progress at once, and the most ever seen.
@@ -220,6 +240,16 @@ impl Server {
     pub fn finished(&self) -> Option<(Result<(), ()>, Instant)> {
         self.done.try_recv().ok()
     }
+}
+
+/// `N` distinct 127.0.0.1 addresses that were free a moment ago, for tests
+/// that must name an address before binding it. The probes are held until all
+/// are known, so the addresses differ from each other.
+pub fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let probes: Vec<net::TcpListener> = (0..N)
+        .map(|_| net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| probes[i].local_addr().unwrap())
 }
 
 /// Asserts that nothing listens on `addr` any more.
