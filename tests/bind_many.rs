@@ -356,6 +356,25 @@ fn duplicates_are_bound_once_and_a_kept_address_is_not_rebound() {
     assert_eq!(bound, vec![other, kept], "same listening socket, same port");
 }
 
+#[test]
+fn a_reload_that_swaps_overlapping_addresses_binds_the_new_one_at_once() {
+    // A retry could only come after the wait below has given up, so the new
+    // address must bind on the first try: after the old one was closed.
+    let mut server = BindServer::start(Options {
+        retry_interval: GENEROUS * 2,
+        ..Options::default()
+    });
+    let [ipv4] = free_addrs();
+    // The same loopback address and port, seen through IPv6: it overlaps.
+    let mapped = SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), ipv4.port());
+    server.send(&[ipv4]);
+    server.wait_bound(|bound| bound == [ipv4]);
+
+    server.send(&[mapped]);
+    server.wait_bound(|bound| bound == [mapped]);
+    drop(greet(mapped).expect("the new address serves"));
+}
+
 /// Ends the address stream with `end`; the stream must end, the listeners
 /// close, and a connection accepted earlier must keep working.
 fn check_the_address_stream_ending(end: impl FnOnce(&mut BindServer)) {

@@ -83,7 +83,9 @@ enum Event {
 }
 
 struct ChildServer {
-    child: Child,
+    /// `None` once stopped.
+    child: Option<Child>,
+    pid: u32,
     addr: SocketAddr,
     events: mpsc::Receiver<Event>,
 }
@@ -128,7 +130,8 @@ impl ChildServer {
             }
         });
         ChildServer {
-            child,
+            pid: child.id(),
+            child: Some(child),
             addr,
             events,
         }
@@ -166,7 +169,7 @@ impl ChildServer {
 
     /// CPU time the server process used so far, user and system.
     fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
         // Fields after the parenthesised command name; utime and stime are
         // fields 14 and 15 of the whole line.
         let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
@@ -175,33 +178,35 @@ impl ChildServer {
     }
 
     fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
         assert!(
-            self.child.try_wait().unwrap().is_none(),
+            child.try_wait().unwrap().is_none(),
             "the server process died"
         );
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + GENEROUS;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "server exited with {}", status);
-                for event in self.events.try_iter() {
-                    if let Event::Other(line) = event {
-                        panic_if_bad(&line);
-                    }
-                }
-                return;
+        drop(child.stdin.take());
+        // Wait for the exit on another thread, so that the wait is bounded.
+        let (exited_tx, exited) = mpsc::channel();
+        thread::spawn(move || exited_tx.send(child.wait()));
+        let Ok(status) = exited.recv_timeout(GENEROUS) else {
+            let _ = Command::new("kill").arg(self.pid.to_string()).status();
+            panic!("the server did not stop when asked");
+        };
+        let status = status.unwrap();
+        assert!(status.success(), "server exited with {}", status);
+        for event in self.events.try_iter() {
+            if let Event::Other(line) = event {
+                panic_if_bad(&line);
             }
-            thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        panic!("the server did not stop when asked");
     }
 }
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
