@@ -256,6 +256,22 @@ impl<S> BindMany<S> {
     }
 
     /// The stream of address lists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    ///
+    /// use futures::sync::mpsc;
+    /// use tk_listen::BindMany;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let core = Core::new().unwrap();
+    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
+    /// let listeners = BindMany::new(addresses, &core.handle());
+    /// let _addresses = listeners.get_ref();
+    /// # drop(reload);
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.addresses
     }
@@ -264,11 +280,44 @@ impl<S> BindMany<S> {
     ///
     /// Take care not to pull lists out of it directly: this stream would never
     /// see them, and keep listening on the old addresses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    ///
+    /// use futures::sync::mpsc;
+    /// use tk_listen::BindMany;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let core = Core::new().unwrap();
+    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
+    /// let mut listeners = BindMany::new(addresses, &core.handle());
+    /// // For instance, stop taking reloads: the address stream ends at the next poll.
+    /// listeners.get_mut().close();
+    /// drop(reload);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.addresses
     }
 
     /// The stream of address lists; every listening socket is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    ///
+    /// use futures::sync::mpsc;
+    /// use tk_listen::BindMany;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let core = Core::new().unwrap();
+    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
+    /// let listeners = BindMany::new(addresses, &core.handle());
+    /// let addresses = listeners.into_inner(); // every listener closed
+    /// # drop((reload, addresses));
+    /// ```
     pub fn into_inner(self) -> S {
         self.addresses
     }

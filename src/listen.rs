@@ -58,6 +58,17 @@ where
     S::Item: IntoFuture<Item = (), Error = ()>,
 {
     /// The stream of connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let connections = stream::iter_ok::<_, ()>(vec![future::ok::<(), ()>(())]);
+    /// let server = connections.listen(10);
+    /// let _connections = server.get_ref();
+    /// ```
     pub fn get_ref(&self) -> &S {
         self.connections.get_ref().get_ref()
     }
@@ -66,11 +77,33 @@ where
     ///
     /// Take care not to pull items out of it directly: those connections would
     /// never run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let connections = stream::iter_ok::<_, ()>(vec![future::ok::<(), ()>(())]);
+    /// let mut server = connections.listen(10);
+    /// let _connections = server.get_mut();
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         self.connections.get_mut().get_mut()
     }
 
     /// The stream of connections; connections in flight are dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let connections = stream::iter_ok::<_, ()>(vec![future::ok::<(), ()>(())]);
+    /// let server = connections.listen(10);
+    /// let connections = server.into_inner(); // not started: nothing ran
+    /// ```
     pub fn into_inner(self) -> S {
         self.connections.into_inner().into_inner()
     }

@@ -34,6 +34,21 @@ pub(crate) fn new<S>(stream: S, delay: Duration, handle: &Handle) -> SleepOnErro
 
 impl<S> SleepOnError<S> {
     /// The inner stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use futures::stream;
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let core = Core::new().unwrap();
+    /// let accepts = stream::iter_ok::<_, std::io::Error>(vec![1, 2, 3]);
+    /// let skipping = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
+    /// let _accepts = skipping.get_ref();
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.stream
     }
@@ -42,11 +57,41 @@ impl<S> SleepOnError<S> {
     ///
     /// Take care not to pull items or errors out of it directly: they would
     /// bypass the error policy of this stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use futures::stream;
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let core = Core::new().unwrap();
+    /// let accepts = stream::iter_ok::<_, std::io::Error>(vec![1, 2, 3]);
+    /// let mut skipping = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
+    /// let _accepts = skipping.get_mut();
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 
     /// The inner stream; a pause in progress is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use futures::stream;
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let core = Core::new().unwrap();
+    /// let accepts = stream::iter_ok::<_, std::io::Error>(vec![1, 2, 3]);
+    /// let skipping = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
+    /// let accepts = skipping.into_inner(); // the plain stream again
+    /// ```
     pub fn into_inner(self) -> S {
         self.stream
     }

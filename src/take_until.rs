@@ -26,6 +26,19 @@ pub(crate) fn new<S, F>(stream: S, signal: F) -> TakeUntil<S, F> {
 impl<S, F> TakeUntil<S, F> {
     /// The inner stream, or `None` once this stream has ended (the inner
     /// stream is dropped at that point).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::sync::oneshot;
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
+    /// assert!(accepts.get_ref().is_some()); // still running
+    /// # drop(stop);
+    /// ```
     pub fn get_ref(&self) -> Option<&S> {
         self.stream.as_ref()
     }
@@ -34,18 +47,60 @@ impl<S, F> TakeUntil<S, F> {
     ///
     /// Take care not to pull items out of it directly: they would not reach
     /// the consumer of this stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::sync::oneshot;
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let mut accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
+    /// assert!(accepts.get_mut().is_some());
+    /// # drop(stop);
+    /// ```
     pub fn get_mut(&mut self) -> Option<&mut S> {
         self.stream.as_mut()
     }
 
     /// The inner stream, or `None` once this stream has ended; the signal is
     /// dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::sync::oneshot;
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let mut accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
+    /// stop.send(()).unwrap();
+    /// assert_eq!(accepts.by_ref().wait().count(), 0); // stopped before any item
+    /// assert!(accepts.into_inner().is_none()); // the inner stream was dropped
+    /// ```
     pub fn into_inner(self) -> Option<S> {
         self.stream
     }
 
     /// Has this stream ended, by the signal or because the inner stream
     /// ended?
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::sync::oneshot;
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let mut accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
+    /// assert!(!accepts.is_stopped());
+    /// drop(stop); // a dropped sender is a signal too
+    /// assert_eq!(accepts.by_ref().wait().count(), 0);
+    /// assert!(accepts.is_stopped());
+    /// ```
     pub fn is_stopped(&self) -> bool {
         self.stream.is_none()
     }
