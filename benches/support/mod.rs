@@ -78,6 +78,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// The soft and hard `RLIMIT_NOFILE` of this process.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target
 pub fn nofile_limit() -> (u64, u64) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -91,6 +92,7 @@ pub fn nofile_limit() -> (u64, u64) {
 
 /// Sets the soft `RLIMIT_NOFILE` of this process to `soft`, capped at the
 /// hard limit; returns the soft limit now in force.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target
 pub fn set_nofile_soft(soft: u64) -> io::Result<u64> {
     let (_, hard) = nofile_limit();
     let soft = soft.min(hard);
