@@ -16,7 +16,11 @@
 //! per 1000 connections, then the ratios.
 //!
 //! Settings (environment): `TK_BENCH_ROUNDS` (default 5), `TK_BENCH_ROUND_MS`
-//! (default 2000), `TK_BENCH_CLIENTS` (client threads, default 4).
+//! (default 2000), `TK_BENCH_CLIENTS` (client threads, default 4),
+//! `TK_BENCH_VARIANTS` (comma-separated subset, e.g. `raw_core,tk_listen`;
+//! the ratios are printed only when all three run). With one variant and one
+//! round, the server is the second thread started, which is how
+//! `valgrind --tool=callgrind --separate-threads=yes` numbers it (`-02`).
 //!
 //! Run: `cargo bench --bench accept`
 
@@ -50,6 +54,24 @@ enum Variant {
 
 const VARIANTS: [Variant; 3] = [Variant::RawStd, Variant::RawCore, Variant::TkListen];
 
+/// The variants named in `TK_BENCH_VARIANTS` (comma-separated), or all.
+fn chosen_variants() -> Vec<Variant> {
+    match std::env::var("TK_BENCH_VARIANTS") {
+        Ok(names) => names
+            .split(',')
+            .map(|name| {
+                *VARIANTS
+                    .iter()
+                    .find(|v| v.name() == name.trim())
+                    .unwrap_or_else(|| {
+                        panic!("unknown variant {name:?}; use raw_std, raw_core, tk_listen")
+                    })
+            })
+            .collect(),
+        Err(_) => VARIANTS.to_vec(),
+    }
+}
+
 impl Variant {
     fn name(self) -> &'static str {
         match self {
@@ -82,15 +104,16 @@ fn main() {
     let rounds = support::env_usize("TK_BENCH_ROUNDS", 5).max(1);
     let round_time = support::env_millis("TK_BENCH_ROUND_MS", 2000);
     let clients = support::env_usize("TK_BENCH_CLIENTS", 4).max(1);
+    let variants = chosen_variants();
     println!(
         "accept: {rounds} rounds x {} variants, {:?} each, {clients} client threads",
-        VARIANTS.len(),
+        variants.len(),
         round_time
     );
 
-    let mut results: Vec<Vec<Round>> = VARIANTS.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Round>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
-        for (i, &variant) in VARIANTS.iter().enumerate() {
+        for (i, &variant) in variants.iter().enumerate() {
             let r = run_round(variant, clients, round_time);
             println!(
                 "  round {round} {:<9} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
@@ -111,7 +134,7 @@ fn main() {
     );
     let mut rate = Vec::new();
     let mut cpu = Vec::new();
-    for (variant, rounds) in VARIANTS.iter().zip(&results) {
+    for (variant, rounds) in variants.iter().zip(&results) {
         let rates: Vec<f64> = rounds.iter().map(Round::per_second).collect();
         let cpus: Vec<f64> = rounds.iter().map(Round::cpu_per_1000).collect();
         let (lo, hi) = support::min_max(&rates);
@@ -124,6 +147,9 @@ fn main() {
             format!("({lo:.0}..{hi:.0})"),
             cpu[cpu.len() - 1]
         );
+    }
+    if variants != VARIANTS {
+        return;
     }
     // Ratios per round (same round, adjacent in time) are less noisy than
     // ratios of medians; print both.
