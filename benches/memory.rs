@@ -2,9 +2,12 @@
 //! flight.
 //!
 //! A counting global allocator counts only what the server thread allocates.
-//! The server answers each connection after the client half-closes it: it
-//! reads to EOF, writes `hello\n` and closes, so a client decides how long a
-//! connection stays in flight. Clients run in a child process (this binary
+//! The server answers each connection once the client has sent one byte: it
+//! reads that byte, writes `hello\n` and closes, so a client decides how long a
+//! connection stays in flight. (The server closes first, so the `TIME_WAIT`
+//! state stays on the server's side; if the clients closed first, their
+//! ephemeral ports, not the server, would cap the connection rate at about
+//! 28 000 per `TIME_WAIT` reuse interval.) Clients run in a child process (this binary
 //! re-run with `TK_MEMORY_CLIENT` set), so that each process needs only one
 //! descriptor per connection: both processes raise their soft
 //! `RLIMIT_NOFILE` to the hard limit.
@@ -16,7 +19,7 @@
 //!    `incoming().sleep_on_error(100 ms).map(..).listen(10_000)`, and
 //!    `incoming().for_each(|c| { handle.spawn(..); Ok(()) })`.
 //! 2. Throughput: for the same K, the client keeps K connections in flight
-//!    (connect, half-close, read to EOF, again) against the `listen(10_000)`
+//!    (connect, send a byte, read to EOF, again) against the `listen(10_000)`
 //!    server for a fixed time; the bench prints connections/s, server-thread
 //!    CPU seconds per 1000 connections, and allocations and bytes allocated
 //!    per connection. Rounds are interleaved over K.
@@ -32,7 +35,7 @@ mod support;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{self, Shutdown, SocketAddr};
+use std::net::{self, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -281,9 +284,9 @@ impl Server {
     }
 }
 
-/// One connection: wait for the client to half-close, answer, close.
+/// One connection: wait for the client's byte, answer, close.
 fn connection(socket: TcpStream) -> impl Future<Item = (), Error = ()> {
-    tokio_io::io::read_to_end(socket, Vec::new())
+    tokio_io::io::read_exact(socket, [0u8; 1])
         .and_then(|(socket, _)| tokio_io::io::write_all(socket, b"hello\n"))
         .map(|_| ())
         .map_err(|_| ())
@@ -425,7 +428,7 @@ fn client(mode: &str) {
 }
 
 /// Opens `k` connections and holds them until told to release them on
-/// standard input; then half-closes them all and reads the replies.
+/// standard input; then sends each its byte and reads the replies.
 fn hold(addr: SocketAddr, k: usize) {
     let sockets: Vec<net::TcpStream> = (0..k)
         .map(|_| net::TcpStream::connect(addr).expect("connect"))
@@ -433,8 +436,8 @@ fn hold(addr: SocketAddr, k: usize) {
     println!("held");
     let mut command = String::new();
     let _ = std::io::stdin().read_line(&mut command);
-    for socket in &sockets {
-        let _ = socket.shutdown(Shutdown::Write);
+    for mut socket in &sockets {
+        let _ = socket.write_all(b"x");
     }
     let mut replies = 0;
     for mut socket in sockets {
@@ -484,11 +487,8 @@ fn one_request(
     handle: &Handle,
 ) -> impl Future<Item = (), Error = std::io::Error> {
     TcpStream::connect(addr, handle)
-        .and_then(|socket| {
-            socket.shutdown(Shutdown::Write)?;
-            Ok(socket)
-        })
-        .and_then(|socket| tokio_io::io::read_to_end(socket, Vec::new()))
+        .and_then(|socket| tokio_io::io::write_all(socket, b"x"))
+        .and_then(|(socket, _)| tokio_io::io::read_to_end(socket, Vec::new()))
         .and_then(|(_, reply)| {
             if reply == b"hello\n" {
                 Ok(())
