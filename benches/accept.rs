@@ -222,7 +222,7 @@ fn client_loop(addr: SocketAddr, deadline: Instant) -> (usize, usize) {
             break;
         }
         reply.clear();
-        let result = net::TcpStream::connect(addr).and_then(|mut s| {
+        let result = net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).and_then(|mut s| {
             s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
             s.read_to_end(&mut reply)
         });
@@ -270,7 +270,7 @@ fn start_std_server() -> Server {
         stop: Box::new(move || {
             stopping.store(true, Ordering::SeqCst);
             // Wake the blocking accept() so that it sees the flag.
-            let _ = net::TcpStream::connect(addr);
+            let _ = net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT);
             thread.join().expect("server thread panicked")
         }),
     }

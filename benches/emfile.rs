@@ -153,7 +153,7 @@ fn run_round(variant: &str, limit: usize, clients: usize, window: Duration) -> O
     // handshakes and queues them in the backlog.
     let mut sockets = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let socket = net::TcpStream::connect(addr).expect("connect to the child");
+        let socket = net::TcpStream::connect_timeout(&addr, DRAIN).expect("connect to the child");
         sockets.push(socket);
     }
     thread::sleep(SETTLE);

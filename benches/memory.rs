@@ -431,7 +431,7 @@ fn client(mode: &str) {
 /// standard input; then sends each its byte and reads the replies.
 fn hold(addr: SocketAddr, k: usize) {
     let sockets: Vec<net::TcpStream> = (0..k)
-        .map(|_| net::TcpStream::connect(addr).expect("connect"))
+        .map(|_| net::TcpStream::connect_timeout(&addr, PATIENCE).expect("connect"))
         .collect();
     println!("held");
     let mut command = String::new();
