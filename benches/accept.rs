@@ -23,6 +23,13 @@
 //! `valgrind --tool=callgrind --separate-threads=yes` numbers it (`-02`).
 //!
 //! Run: `cargo bench --bench accept`
+//!
+//! For instruction counts that load doesn't change, `TK_ACCEPT_BATCH=<variant>`
+//! runs one variant without client threads: `TK_ACCEPT_BATCHES` (default 50)
+//! times, it fills a fresh listener's backlog with 100 connected clients and
+//! then lets the server accept and answer them all on the same thread, inside
+//! a function named `serve_batch_<variant>`. `benches/callgrind.sh` counts the
+//! instructions of those functions only, per connection.
 
 mod support;
 
@@ -101,6 +108,10 @@ impl Round {
 }
 
 fn main() {
+    if let Ok(name) = std::env::var("TK_ACCEPT_BATCH") {
+        batch_mode(&name);
+        return;
+    }
     let rounds = support::env_usize("TK_BENCH_ROUNDS", 5).max(1);
     let round_time = support::env_millis("TK_BENCH_ROUND_MS", 2000);
     let clients = support::env_usize("TK_BENCH_CLIENTS", 4).max(1);
@@ -329,4 +340,109 @@ fn start_core_server(variant: Variant) -> Server {
             thread.join().expect("server thread panicked")
         }),
     }
+}
+
+/// Connections per batch in batch mode; below the backlog that
+/// `std::net::TcpListener::bind` asks for (128).
+const BATCH: usize = 100;
+
+/// Batch mode: the same servers, serving connections already waiting in the
+/// backlog, on one thread, so that a profiler sees a repeatable amount of work.
+fn batch_mode(name: &str) {
+    let variant = *VARIANTS
+        .iter()
+        .find(|v| v.name() == name)
+        .unwrap_or_else(|| panic!("TK_ACCEPT_BATCH={name:?}: use raw_std, raw_core or tk_listen"));
+    let batches = support::env_usize("TK_ACCEPT_BATCHES", 50);
+    let mut core = Core::new().expect("event loop");
+    let handle = core.handle();
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut served = 0;
+    for _ in 0..batches {
+        let std_listener = net::TcpListener::bind(any_port).expect("bind 127.0.0.1:0");
+        let addr = std_listener.local_addr().unwrap();
+        let clients: Vec<net::TcpStream> = (0..BATCH)
+            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
+            .collect();
+        served += match variant {
+            Variant::RawStd => serve_batch_raw_std(&std_listener),
+            Variant::RawCore => {
+                let listener = TcpListener::from_listener(std_listener, &addr, &handle)
+                    .expect("register the listener");
+                serve_batch_raw_core(&mut core, listener)
+            }
+            Variant::TkListen => {
+                let listener = TcpListener::from_listener(std_listener, &addr, &handle)
+                    .expect("register the listener");
+                serve_batch_tk_listen(&mut core, listener)
+            }
+        };
+        for mut client in clients {
+            let mut reply = Vec::new();
+            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let _ = client.read_to_end(&mut reply);
+            assert_eq!(reply, b"hello\n", "a client got no reply");
+        }
+    }
+    println!(
+        "{} served {served} connections in batches of {BATCH}",
+        variant.name()
+    );
+}
+
+#[inline(never)]
+fn serve_batch_raw_std(listener: &net::TcpListener) -> usize {
+    let mut served = 0;
+    for _ in 0..BATCH {
+        let (mut socket, _) = listener.accept().expect("accept");
+        socket.write_all(b"hello\n").expect("write");
+        served += 1;
+    }
+    served
+}
+
+#[inline(never)]
+fn serve_batch_raw_core(core: &mut Core, listener: TcpListener) -> usize {
+    let served = std::rc::Rc::new(std::cell::Cell::new(0));
+    let (spawner, counter) = (core.handle(), served.clone());
+    let server = listener
+        .incoming()
+        .take(BATCH as u64)
+        .for_each(move |(socket, _)| {
+            let counter = counter.clone();
+            spawner.spawn(
+                tokio_io::io::write_all(socket, b"hello\n")
+                    .map(move |_| counter.set(counter.get() + 1))
+                    .map_err(|_| ()),
+            );
+            Ok(())
+        });
+    core.run(server).expect("accept");
+    // The spawned tasks finish on the next turns of the event loop.
+    for _ in 0..1000 {
+        if served.get() == BATCH {
+            break;
+        }
+        core.turn(Some(Duration::from_millis(10)));
+    }
+    served.get()
+}
+
+#[inline(never)]
+fn serve_batch_tk_listen(core: &mut Core, listener: TcpListener) -> usize {
+    let served = std::rc::Rc::new(std::cell::Cell::new(0));
+    let (handle, counter) = (core.handle(), served.clone());
+    let server = listener
+        .incoming()
+        .sleep_on_error(Duration::from_millis(100), &handle)
+        .take(BATCH as u64)
+        .map(move |(socket, _)| {
+            let counter = counter.clone();
+            tokio_io::io::write_all(socket, b"hello\n")
+                .map(move |_| counter.set(counter.get() + 1))
+                .map_err(|_| ())
+        })
+        .listen(1000);
+    core.run(server).expect("serve");
+    served.get()
 }
