@@ -1,0 +1,448 @@
+//! Loopback connection throughput: `tk_listen` against the loops people write
+//! by hand.
+//!
+//! Three servers, each on its own thread, answer `hello\n` and close:
+//!
+//! * `raw_std`: a blocking `std::net::TcpListener` accept loop, the practical
+//!   upper bound for one core;
+//! * `raw_core`: tokio-core `incoming().for_each(..)` spawning one task per
+//!   connection, with no limit and no error handling;
+//! * `tk_listen`: `incoming().sleep_on_error(100 ms).map(..).listen(1000)`.
+//!
+//! Client threads connect, read to EOF and start over, for a fixed time. The
+//! variants run in interleaved rounds (A B C A B C ..) so that a burst of
+//! noise from other processes hits all of them alike; per variant the bench
+//! prints the median connections/s and the median server-thread CPU seconds
+//! per 1000 connections, then the ratios.
+//!
+//! Settings (environment): `TK_BENCH_ROUNDS` (default 5), `TK_BENCH_ROUND_MS`
+//! (default 2000), `TK_BENCH_CLIENTS` (client threads, default 4),
+//! `TK_BENCH_VARIANTS` (comma-separated subset, e.g. `raw_core,tk_listen`;
+//! the ratios are printed only when all three run). With one variant and one
+//! round, the server is the second thread started, which is how
+//! `valgrind --tool=callgrind --separate-threads=yes` numbers it (`-02`).
+//!
+//! Run: `cargo bench --bench accept`
+//!
+//! For instruction counts that load doesn't change, `TK_ACCEPT_BATCH=<variant>`
+//! runs one variant without client threads: `TK_ACCEPT_BATCHES` (default 50)
+//! times, it fills a fresh listener's backlog with 100 connected clients and
+//! then lets the server accept and answer them all on the same thread, inside
+//! a function named `serve_batch_<variant>`. `benches/callgrind.sh` counts the
+//! instructions of those functions only, per connection.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{self, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures::sync::oneshot;
+use futures::{Future, Stream};
+use tk_listen::ListenExt;
+use tokio_core::net::TcpListener;
+use tokio_core::reactor::Core;
+
+/// Upper bound on the connections one client thread makes in one round, so
+/// that every loop is bounded in count as well as in time.
+const MAX_CONNECTIONS_PER_CLIENT: usize = 10_000_000;
+/// How long a client waits for a reply before counting an error.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Variant {
+    RawStd,
+    RawCore,
+    TkListen,
+}
+
+const VARIANTS: [Variant; 3] = [Variant::RawStd, Variant::RawCore, Variant::TkListen];
+
+/// The variants named in `TK_BENCH_VARIANTS` (comma-separated), or all.
+fn chosen_variants() -> Vec<Variant> {
+    match std::env::var("TK_BENCH_VARIANTS") {
+        Ok(names) => names
+            .split(',')
+            .map(|name| {
+                *VARIANTS
+                    .iter()
+                    .find(|v| v.name() == name.trim())
+                    .unwrap_or_else(|| {
+                        panic!("unknown variant {name:?}; use raw_std, raw_core, tk_listen")
+                    })
+            })
+            .collect(),
+        Err(_) => VARIANTS.to_vec(),
+    }
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::RawStd => "raw_std",
+            Variant::RawCore => "raw_core",
+            Variant::TkListen => "tk_listen",
+        }
+    }
+}
+
+/// What one round of one variant measured.
+struct Round {
+    connections: usize,
+    errors: usize,
+    elapsed: Duration,
+    server_cpu: Duration,
+}
+
+impl Round {
+    fn per_second(&self) -> f64 {
+        self.connections as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_per_1000(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1000.0 / self.connections.max(1) as f64
+    }
+}
+
+fn main() {
+    if let Ok(name) = std::env::var("TK_ACCEPT_BATCH") {
+        batch_mode(&name);
+        return;
+    }
+    let rounds = support::env_usize("TK_BENCH_ROUNDS", 5).max(1);
+    let round_time = support::env_millis("TK_BENCH_ROUND_MS", 2000);
+    let clients = support::env_usize("TK_BENCH_CLIENTS", 4).max(1);
+    let variants = chosen_variants();
+    println!(
+        "accept: {rounds} rounds x {} variants, {:?} each, {clients} client threads",
+        variants.len(),
+        round_time
+    );
+
+    let mut results: Vec<Vec<Round>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        for (i, &variant) in variants.iter().enumerate() {
+            let r = run_round(variant, clients, round_time);
+            println!(
+                "  round {round} {:<9} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
+                variant.name(),
+                r.per_second(),
+                r.cpu_per_1000(),
+                r.connections,
+                r.errors
+            );
+            results[i].push(r);
+        }
+    }
+
+    println!();
+    println!(
+        "{:<9} {:>14} {:>20} {:>22}",
+        "variant", "median conn/s", "(min..max)", "median CPU-s/1000 conn"
+    );
+    let mut rate = Vec::new();
+    let mut cpu = Vec::new();
+    for (variant, rounds) in variants.iter().zip(&results) {
+        let rates: Vec<f64> = rounds.iter().map(Round::per_second).collect();
+        let cpus: Vec<f64> = rounds.iter().map(Round::cpu_per_1000).collect();
+        let (lo, hi) = support::min_max(&rates);
+        rate.push(support::median(&rates));
+        cpu.push(support::median(&cpus));
+        println!(
+            "{:<9} {:>14.0} {:>20} {:>22.4}",
+            variant.name(),
+            rate[rate.len() - 1],
+            format!("({lo:.0}..{hi:.0})"),
+            cpu[cpu.len() - 1]
+        );
+    }
+    if variants != VARIANTS {
+        return;
+    }
+    // Ratios per round (same round, adjacent in time) are less noisy than
+    // ratios of medians; print both.
+    let per_round = |a: usize, b: usize| -> f64 {
+        let ratios: Vec<f64> = results[a]
+            .iter()
+            .zip(&results[b])
+            .map(|(x, y)| x.per_second() / y.per_second())
+            .collect();
+        support::median(&ratios)
+    };
+    println!();
+    println!(
+        "tk_listen/raw_core: {:.3} conn/s (median of per-round ratios {:.3}), CPU per conn {:.3}",
+        rate[2] / rate[1],
+        per_round(2, 1),
+        cpu[2] / cpu[1]
+    );
+    println!(
+        "tk_listen/raw_std:  {:.3} conn/s (median of per-round ratios {:.3}), CPU per conn {:.3}",
+        rate[2] / rate[0],
+        per_round(2, 0),
+        cpu[2] / cpu[0]
+    );
+    println!("goal: tk_listen/raw_core conn/s >= 0.97");
+}
+
+fn run_round(variant: Variant, clients: usize, round_time: Duration) -> Round {
+    let server = match variant {
+        Variant::RawStd => start_std_server(),
+        Variant::RawCore | Variant::TkListen => start_core_server(variant),
+    };
+    let addr = server.addr;
+
+    let start = Arc::new(Barrier::new(clients + 1));
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let start = start.clone();
+            thread::spawn(move || {
+                start.wait();
+                client_loop(addr, Instant::now() + round_time)
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    let (mut connections, mut errors) = (0, 0);
+    for t in threads {
+        let (ok, failed) = t.join().expect("client thread panicked");
+        connections += ok;
+        errors += failed;
+    }
+    let elapsed = began.elapsed();
+    let server_cpu = server.stop();
+    Round {
+        connections,
+        errors,
+        elapsed,
+        server_cpu,
+    }
+}
+
+/// Connects, reads to EOF and starts over until `deadline`; returns the
+/// number of good replies and of failures.
+fn client_loop(addr: SocketAddr, deadline: Instant) -> (usize, usize) {
+    let (mut ok, mut failed) = (0, 0);
+    let mut reply = Vec::with_capacity(16);
+    for _ in 0..MAX_CONNECTIONS_PER_CLIENT {
+        if Instant::now() >= deadline {
+            break;
+        }
+        reply.clear();
+        let result = net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).and_then(|mut s| {
+            s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+            s.read_to_end(&mut reply)
+        });
+        match result {
+            Ok(_) if reply == b"hello\n" => ok += 1,
+            _ => failed += 1,
+        }
+    }
+    (ok, failed)
+}
+
+/// A server thread; stopping it returns the CPU time its thread used while
+/// serving.
+struct Server {
+    addr: SocketAddr,
+    stop: Box<dyn FnOnce() -> Duration>,
+}
+
+impl Server {
+    fn stop(self) -> Duration {
+        (self.stop)()
+    }
+}
+
+fn start_std_server() -> Server {
+    let listener = net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let flag = stopping.clone();
+    let thread = thread::spawn(move || {
+        let cpu_before = support::thread_cpu();
+        for _ in 0..usize::MAX {
+            let accepted = listener.accept();
+            if flag.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Ok((mut socket, _)) = accepted {
+                let _ = socket.write_all(b"hello\n");
+            }
+        }
+        support::thread_cpu() - cpu_before
+    });
+    Server {
+        addr,
+        stop: Box::new(move || {
+            stopping.store(true, Ordering::SeqCst);
+            // Wake the blocking accept() so that it sees the flag.
+            let _ = net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT);
+            thread.join().expect("server thread panicked")
+        }),
+    }
+}
+
+fn start_core_server(variant: Variant) -> Server {
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = thread::spawn(move || {
+        let mut core = Core::new().expect("event loop");
+        let handle = core.handle();
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let listener = TcpListener::bind(&any_port, &handle).expect("bind 127.0.0.1:0");
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
+        let stop = stop_rx.then(|_| Ok::<(), ()>(()));
+        let cpu_before = support::thread_cpu();
+        match variant {
+            Variant::RawCore => {
+                let spawner = handle.clone();
+                let server = listener
+                    .incoming()
+                    .for_each(move |(socket, _)| {
+                        spawner.spawn(
+                            tokio_io::io::write_all(socket, b"hello\n")
+                                .map(|_| ())
+                                .map_err(|_| ()),
+                        );
+                        Ok(())
+                    })
+                    .map_err(|_| ());
+                let _ = core.run(server.select(stop));
+            }
+            Variant::TkListen => {
+                let server = listener
+                    .incoming()
+                    .sleep_on_error(Duration::from_millis(100), &handle)
+                    .map(|(socket, _)| {
+                        tokio_io::io::write_all(socket, b"hello\n")
+                            .map(|_| ())
+                            .map_err(|_| ())
+                    })
+                    .listen(1000);
+                let _ = core.run(server.select(stop));
+            }
+            Variant::RawStd => unreachable!("raw_std has its own server"),
+        }
+        support::thread_cpu() - cpu_before
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server thread did not start");
+    Server {
+        addr,
+        stop: Box::new(move || {
+            let _ = stop_tx.send(());
+            thread.join().expect("server thread panicked")
+        }),
+    }
+}
+
+/// Connections per batch in batch mode; below the backlog that
+/// `std::net::TcpListener::bind` asks for (128).
+const BATCH: usize = 100;
+
+/// Batch mode: the same servers, serving connections already waiting in the
+/// backlog, on one thread, so that a profiler sees a repeatable amount of work.
+fn batch_mode(name: &str) {
+    let variant = *VARIANTS
+        .iter()
+        .find(|v| v.name() == name)
+        .unwrap_or_else(|| panic!("TK_ACCEPT_BATCH={name:?}: use raw_std, raw_core or tk_listen"));
+    let batches = support::env_usize("TK_ACCEPT_BATCHES", 50);
+    let mut core = Core::new().expect("event loop");
+    let handle = core.handle();
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut served = 0;
+    for _ in 0..batches {
+        let std_listener = net::TcpListener::bind(any_port).expect("bind 127.0.0.1:0");
+        let addr = std_listener.local_addr().unwrap();
+        let clients: Vec<net::TcpStream> = (0..BATCH)
+            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
+            .collect();
+        served += match variant {
+            Variant::RawStd => serve_batch_raw_std(&std_listener),
+            Variant::RawCore => {
+                let listener = TcpListener::from_listener(std_listener, &addr, &handle)
+                    .expect("register the listener");
+                serve_batch_raw_core(&mut core, listener)
+            }
+            Variant::TkListen => {
+                let listener = TcpListener::from_listener(std_listener, &addr, &handle)
+                    .expect("register the listener");
+                serve_batch_tk_listen(&mut core, listener)
+            }
+        };
+        for mut client in clients {
+            let mut reply = Vec::new();
+            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let _ = client.read_to_end(&mut reply);
+            assert_eq!(reply, b"hello\n", "a client got no reply");
+        }
+    }
+    println!(
+        "{} served {served} connections in batches of {BATCH}",
+        variant.name()
+    );
+}
+
+#[inline(never)]
+fn serve_batch_raw_std(listener: &net::TcpListener) -> usize {
+    let mut served = 0;
+    for _ in 0..BATCH {
+        let (mut socket, _) = listener.accept().expect("accept");
+        socket.write_all(b"hello\n").expect("write");
+        served += 1;
+    }
+    served
+}
+
+#[inline(never)]
+fn serve_batch_raw_core(core: &mut Core, listener: TcpListener) -> usize {
+    let served = std::rc::Rc::new(std::cell::Cell::new(0));
+    let (spawner, counter) = (core.handle(), served.clone());
+    let server = listener
+        .incoming()
+        .take(BATCH as u64)
+        .for_each(move |(socket, _)| {
+            let counter = counter.clone();
+            spawner.spawn(
+                tokio_io::io::write_all(socket, b"hello\n")
+                    .map(move |_| counter.set(counter.get() + 1))
+                    .map_err(|_| ()),
+            );
+            Ok(())
+        });
+    core.run(server).expect("accept");
+    // The spawned tasks finish on the next turns of the event loop.
+    for _ in 0..1000 {
+        if served.get() == BATCH {
+            break;
+        }
+        core.turn(Some(Duration::from_millis(10)));
+    }
+    served.get()
+}
+
+#[inline(never)]
+fn serve_batch_tk_listen(core: &mut Core, listener: TcpListener) -> usize {
+    let served = std::rc::Rc::new(std::cell::Cell::new(0));
+    let (handle, counter) = (core.handle(), served.clone());
+    let server = listener
+        .incoming()
+        .sleep_on_error(Duration::from_millis(100), &handle)
+        .take(BATCH as u64)
+        .map(move |(socket, _)| {
+            let counter = counter.clone();
+            tokio_io::io::write_all(socket, b"hello\n")
+                .map(move |_| counter.set(counter.get() + 1))
+                .map_err(|_| ())
+        })
+        .listen(1000);
+    core.run(server).expect("serve");
+    served.get()
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Instruction counts behind the overhead ratios, independent of machine load.
+#
+# Runs each workload of benches/overhead.rs under `valgrind --tool=callgrind`
+# once with 1 and once with 3 repetitions of 100 000 items; the difference,
+# divided by 200 000, is the cost per item without the program's start-up.
+# Also prints conditional branches mispredicted per item (callgrind's branch
+# simulator). Needs valgrind (Debian: apt-get install valgrind).
+#
+# Then the same for the accept servers of benches/accept.rs in batch mode:
+# instructions per connection inside the `serve_batch_<variant>` function only
+# (user space; the system calls themselves are not counted), for 50 and 100
+# batches of 100 connections, the difference divided by 5000.
+#
+# Usage: bash benches/callgrind.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The executable cargo built for bench target $1.
+bench_binary() {
+    local path
+    path=$(cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*\/'"$1"'-[^"]*\)".*/\1/p' | tail -n 1)
+    [ -x "$path" ] || { echo "could not find the $1 bench binary" >&2; exit 1; }
+    echo "$path"
+}
+bin=$(bench_binary overhead)
+accept_bin=$(bench_binary accept)
+
+# Prints "<instructions> <mispredicted conditional branches>" for one run.
+count() {
+    local out
+    out=$(mktemp)
+    TK_OVERHEAD_ONCE=$1 TK_OVERHEAD_REPEAT=$2 valgrind --tool=callgrind --branch-sim=yes \
+        --callgrind-out-file="$out" "$bin" >/dev/null 2>&1
+    # events: Ir Bc Bcm Bi Bim
+    awk '/^summary:/ { print $2, $4 }' "$out"
+    rm -f "$out"
+}
+
+printf '%-28s %12s %20s\n' workload "instr/item" "mispredicts/item"
+for workload in listen buffer_unordered buffer_unordered_swallowing sleep_on_error bare_stream; do
+    read -r i1 m1 < <(count "$workload" 1)
+    read -r i3 m3 < <(count "$workload" 3)
+    awk -v w="$workload" -v i1="$i1" -v i3="$i3" -v m1="$m1" -v m3="$m3" \
+        'BEGIN { printf "%-28s %12.1f %20.3f\n", w, (i3 - i1) / 200000, (m3 - m1) / 200000 }'
+done
+
+# Prints the instructions inside serve_batch_* for one run.
+count_accept() {
+    local out
+    out=$(mktemp)
+    TK_ACCEPT_BATCH=$1 TK_ACCEPT_BATCHES=$2 valgrind --tool=callgrind --collect-atstart=no \
+        --toggle-collect='*serve_batch_*' --callgrind-out-file="$out" "$accept_bin" >/dev/null 2>&1
+    awk '/^summary:/ { print $2 }' "$out"
+    rm -f "$out"
+}
+
+echo
+printf '%-28s %12s\n' "accept server" "instr/conn"
+for variant in raw_std raw_core tk_listen; do
+    a=$(count_accept "$variant" 50)
+    b=$(count_accept "$variant" 100)
+    awk -v v="$variant" -v a="$a" -v b="$b" 'BEGIN { printf "%-28s %12.1f\n", v, (b - a) / 5000 }'
+done
