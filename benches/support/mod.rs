@@ -1,10 +1,8 @@
 //! Helpers shared by the benchmark binaries: settings from the environment,
 //! CPU time, descriptor limits and small statistics.
 //!
-//! The library itself forbids `unsafe`; the benchmarks need a few libc calls
-//! (`getrusage`, `getrlimit`/`setrlimit`, `sysconf`) that have no safe wrapper
-//! in `std`. Each call is a plain system call on a local, fully initialised
-//! struct.
+//! No `unsafe` here: CPU time comes from `/proc`, limits from the `rlimit`
+//! crate. (Only `memory.rs` needs `unsafe`, for its counting allocator.)
 #![allow(dead_code, unreachable_pub)] // each bench binary uses its own subset
 
 use std::io;
@@ -31,20 +29,18 @@ pub fn env_millis(name: &str, default_ms: usize) -> Duration {
     Duration::from_millis(env_usize(name, default_ms) as u64)
 }
 
-/// CPU time (user + system) used so far by the calling thread.
+/// CPU time (user + system) used so far by the calling thread, in
+/// nanoseconds of resolution: the first field of
+/// `/proc/thread-self/schedstat`.
 pub fn thread_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_THREAD only
-    // reads the calling thread's counters.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
-    assert_eq!(rc, 0, "getrusage: {}", io::Error::last_os_error());
-    // SAFETY: zero-initialised and then filled by a successful getrusage.
-    let usage = unsafe { usage.assume_init() };
-    timeval(usage.ru_utime) + timeval(usage.ru_stime)
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("read /proc/thread-self/schedstat");
+    let nanos = schedstat
+        .split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .expect("bad /proc/thread-self/schedstat");
+    Duration::from_nanos(nanos)
 }
 
 /// CPU time (user + system, all threads) used so far by process `pid`, from
@@ -67,43 +63,30 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
     ))
 }
 
+/// `getconf CLK_TCK`: the unit of the CPU times in `/proc/<pid>/stat`.
 fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as f64
-    } else {
-        100.0
-    }
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|hz| hz.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// The soft and hard `RLIMIT_NOFILE` of this process.
-#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target
 pub fn nofile_limit() -> (u64, u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable `rlimit`.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(rc, 0, "getrlimit: {}", io::Error::last_os_error());
-    (limit.rlim_cur as u64, limit.rlim_max as u64)
+    rlimit::Resource::NOFILE
+        .get()
+        .expect("getrlimit(RLIMIT_NOFILE)")
 }
 
 /// Sets the soft `RLIMIT_NOFILE` of this process to `soft`, capped at the
 /// hard limit; returns the soft limit now in force.
-#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target
 pub fn set_nofile_soft(soft: u64) -> io::Result<u64> {
     let (_, hard) = nofile_limit();
     let soft = soft.min(hard);
-    let limit = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
-    };
-    // SAFETY: `limit` is a valid `rlimit`; the call only reads it.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rlimit::Resource::NOFILE.set(soft, hard)?;
     Ok(soft)
 }
 
