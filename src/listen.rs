@@ -10,8 +10,9 @@ use crate::limits::{yield_to_other_tasks, POLL_BUDGET};
 /// `buffer_unordered` can carry it next to the stream's own error type `E`.
 ///
 /// `then` with a function pointer would do the same, but it stores the
-/// pointer and a second, already finished future in every connection, which
-/// measurably slows down `listen` (see benches/overhead.rs).
+/// pointer and a second, already finished future in every connection:
+/// 748 instead of 683 instructions per connection under callgrind, against
+/// 677 for a bare `buffer_unordered` (README, "Performance").
 struct Connection<F, E> {
     future: F,
     error_type: PhantomData<fn() -> E>,
