@@ -171,6 +171,12 @@ impl Server {
         self.wait_until().0
     }
 
+    /// The outcome of the server future if it has resolved already; does
+    /// not wait.
+    pub fn finished(&self) -> Option<(Result<(), ()>, Instant)> {
+        self.done.try_recv().ok()
+    }
+
     /// Waits for the server future to resolve; also returns when it did.
     pub fn wait_until(&self) -> (Result<(), ()>, Instant) {
         self.done
@@ -211,35 +217,6 @@ pub fn read_reply(mut stream: net::TcpStream) -> io::Result<Vec<u8>> {
 /// Connects, reads until EOF, returns what the server sent.
 pub fn fetch(addr: SocketAddr) -> io::Result<Vec<u8>> {
     read_reply(connect(addr))
-}
-
-/// Runs `clients` client threads at once against `addr`; returns each reply.
-pub fn fetch_concurrently(addr: SocketAddr, clients: usize) -> Vec<io::Result<Vec<u8>>> {
-    let threads: Vec<_> = (0..clients)
-        .map(|_| thread::spawn(move || fetch(addr)))
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
-}
-
-/// A stream that is never ready, for tests that only care about its type.
-pub struct Pending<T, E>(std::marker::PhantomData<(T, E)>);
-
-impl<T, E> Stream for Pending<T, E> {
-    type Item = T;
-    type Error = E;
-    fn poll(&mut self) -> Poll<Option<T>, E> {
-        Ok(Async::NotReady)
-    }
-}
-
-// ---- Helpers for the graceful shutdown, Unix socket and HTTP tests ----
-
-impl Server {
-    /// The outcome of the server future if it has resolved already; does
-    /// not wait.
-    pub fn finished(&self) -> Option<(Result<(), ()>, Instant)> {
-        self.done.try_recv().ok()
-    }
 }
 
 /// `N` distinct 127.0.0.1 addresses that were free a moment ago, for tests
