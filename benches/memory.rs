@@ -339,11 +339,11 @@ struct Throughput {
 
 impl Throughput {
     fn per_second(&self) -> f64 {
-        self.connections as f64 / self.elapsed.as_secs_f64()
+        support::per_second(self.connections, self.elapsed)
     }
 
     fn cpu_per_1000(&self) -> f64 {
-        self.server_cpu.as_secs_f64() * 1000.0 / self.connections.max(1) as f64
+        support::cpu_per_1000(self.server_cpu, self.connections)
     }
 }
 
