@@ -22,6 +22,12 @@
 //! round, the server is the second thread started, which is how
 //! `valgrind --tool=callgrind --separate-threads=yes` numbers it (`-02`).
 //!
+//! Then `multicore`: the `tk_listen` server on 1 thread against N threads
+//! (default: the number of CPUs, `TK_BENCH_THREADS`), each thread with its own
+//! `Core` and its own `SO_REUSEPORT` listener on one address, as in
+//! `examples/multicore.rs`; also in interleaved rounds. `TK_BENCH_MULTICORE=0`
+//! skips it.
+//!
 //! Run: `cargo bench --bench accept`
 //!
 //! For instruction counts that load doesn't change, `TK_ACCEPT_BATCH=<variant>`
@@ -32,6 +38,9 @@
 //! instructions of those functions only, per connection.
 
 mod support;
+
+#[path = "../examples/multicore/listener.rs"]
+mod listener;
 
 use std::io::{Read, Write};
 use std::net::{self, SocketAddr};
@@ -125,7 +134,7 @@ fn main() {
     let mut results: Vec<Vec<Round>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
         for (i, &variant) in variants.iter().enumerate() {
-            let r = run_round(variant, clients, round_time);
+            let r = run_round(start_server(variant), clients, round_time);
             println!(
                 "  round {round} {:<9} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
                 variant.name(),
@@ -159,9 +168,15 @@ fn main() {
             cpu[cpu.len() - 1]
         );
     }
-    if variants != VARIANTS {
-        return;
+    if variants == VARIANTS {
+        print_ratios(&results, &rate, &cpu);
     }
+    if std::env::var("TK_BENCH_MULTICORE").as_deref() != Ok("0") {
+        compare_threads(rounds, round_time, clients);
+    }
+}
+
+fn print_ratios(results: &[Vec<Round>], rate: &[f64], cpu: &[f64]) {
     // Ratios per round (same round, adjacent in time) are less noisy than
     // ratios of medians; print both.
     let per_round = |a: usize, b: usize| -> f64 {
@@ -188,11 +203,14 @@ fn main() {
     println!("goal: tk_listen/raw_core conn/s >= 0.97");
 }
 
-fn run_round(variant: Variant, clients: usize, round_time: Duration) -> Round {
-    let server = match variant {
+fn start_server(variant: Variant) -> Server {
+    match variant {
         Variant::RawStd => start_std_server(),
         Variant::RawCore | Variant::TkListen => start_core_server(variant),
-    };
+    }
+}
+
+fn run_round(server: Server, clients: usize, round_time: Duration) -> Round {
     let addr = server.addr;
 
     let start = Arc::new(Barrier::new(clients + 1));
@@ -315,16 +333,7 @@ fn start_core_server(variant: Variant) -> Server {
                 let _ = core.run(server.select(stop));
             }
             Variant::TkListen => {
-                let server = listener
-                    .incoming()
-                    .sleep_on_error(Duration::from_millis(100), &handle)
-                    .map(|(socket, _)| {
-                        tokio_io::io::write_all(socket, b"hello\n")
-                            .map(|_| ())
-                            .map_err(|_| ())
-                    })
-                    .listen(1000);
-                let _ = core.run(server.select(stop));
+                let _ = core.run(tk_listen_server(listener, &handle).select(stop));
             }
             Variant::RawStd => unreachable!("raw_std has its own server"),
         }
@@ -340,6 +349,96 @@ fn start_core_server(variant: Variant) -> Server {
             thread.join().expect("server thread panicked")
         }),
     }
+}
+
+/// The `tk_listen` server: `hello\n` to each connection, at most 1000 at once.
+fn tk_listen_server(
+    listener: TcpListener,
+    handle: &tokio_core::reactor::Handle,
+) -> impl Future<Item = (), Error = ()> {
+    listener
+        .incoming()
+        .sleep_on_error(Duration::from_millis(100), handle)
+        .map(|(socket, _)| {
+            tokio_io::io::write_all(socket, b"hello\n")
+                .map(|_| ())
+                .map_err(|_| ())
+        })
+        .listen(1000)
+}
+
+/// `threads` threads, each with its own `Core` running [`tk_listen_server`]
+/// on its own `SO_REUSEPORT` listener, all on one address; stopping returns
+/// the CPU time of all of them.
+fn start_multicore_server(threads: usize) -> Server {
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let first = listener::reuseport_listener(&any_port).expect("bind 127.0.0.1:0");
+    let addr = first.local_addr().unwrap();
+    let mut sockets = vec![first];
+    for _ in 1..threads {
+        sockets.push(listener::reuseport_listener(&addr).expect("bind with SO_REUSEPORT"));
+    }
+    let (stops, workers): (Vec<_>, Vec<_>) = sockets
+        .into_iter()
+        .map(|socket| {
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let worker = thread::spawn(move || {
+                let mut core = Core::new().expect("event loop");
+                let handle = core.handle();
+                let listener =
+                    TcpListener::from_listener(socket, &addr, &handle).expect("register");
+                let stop = stop_rx.then(|_| Ok::<(), ()>(()));
+                let cpu_before = support::thread_cpu();
+                let _ = core.run(tk_listen_server(listener, &handle).select(stop));
+                support::thread_cpu() - cpu_before
+            });
+            (stop_tx, worker)
+        })
+        .unzip();
+    Server {
+        addr,
+        stop: Box::new(move || {
+            for stop in stops {
+                let _ = stop.send(());
+            }
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("server thread panicked"))
+                .sum()
+        }),
+    }
+}
+
+/// `tk_listen` on one thread against `TK_BENCH_THREADS` threads (default:
+/// the number of CPUs), in interleaved rounds.
+fn compare_threads(rounds: usize, round_time: Duration, clients: usize) {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let many = support::env_usize("TK_BENCH_THREADS", cpus).max(2);
+    println!();
+    println!("multicore: {rounds} rounds x [1, {many}] server threads, {clients} client threads");
+    let mut results: [Vec<Round>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=rounds {
+        for (i, threads) in [1, many].into_iter().enumerate() {
+            let r = run_round(start_multicore_server(threads), clients, round_time);
+            println!(
+                "  round {round} {threads:>2} threads {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
+                r.per_second(),
+                r.cpu_per_1000(),
+                r.connections,
+                r.errors
+            );
+            results[i].push(r);
+        }
+    }
+    let median = |rounds: &[Round]| {
+        let rates: Vec<f64> = rounds.iter().map(Round::per_second).collect();
+        support::median(&rates)
+    };
+    let (one, all) = (median(&results[0]), median(&results[1]));
+    println!(
+        "multicore: 1 thread {one:.0} conn/s, {many} threads {all:.0} conn/s, ratio {:.2}",
+        all / one
+    );
 }
 
 /// Connections per batch in batch mode; below the backlog that

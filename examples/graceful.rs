@@ -44,7 +44,11 @@ struct Counts {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = env::args().skip(1).collect();
-    if args.len() > 3 || args.iter().any(|a| a == "-h" || a == "--help") {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", USAGE);
+        return;
+    }
+    if args.len() > 3 {
         eprintln!("{}", USAGE);
         process::exit(2);
     }
@@ -60,6 +64,7 @@ fn main() {
     });
 
     let signal = shutdown_signal(stop_after, &handle).shared();
+    let addr = listener.local_addr().expect("the listener's address");
     match stop_after {
         Some(secs) => println!("listening on {}; stopping in {} s", addr, secs),
         None => println!("listening on {}; close stdin (Ctrl-D) to stop", addr),

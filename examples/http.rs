@@ -28,6 +28,10 @@ const USAGE: &str = "usage: http [ADDR]   (default 127.0.0.1:8080)";
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args: Vec<String> = env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", USAGE);
+        return;
+    }
     let addr: SocketAddr = match args.as_slice() {
         [] => "127.0.0.1:8080".parse().unwrap(),
         [addr] => addr.parse().unwrap_or_else(|_| {

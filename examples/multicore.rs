@@ -31,6 +31,10 @@ fn main() {
 }
 
 #[cfg(unix)]
+#[path = "multicore/listener.rs"]
+mod listener;
+
+#[cfg(unix)]
 mod reuseport {
     use std::env;
     use std::io;
@@ -40,10 +44,11 @@ mod reuseport {
     use std::time::Duration;
 
     use futures::{Future, Stream};
-    use socket2::{Domain, Socket, Type};
     use tk_listen::ListenExt;
     use tokio_core::net::TcpListener;
     use tokio_core::reactor::Core;
+
+    use crate::listener::reuseport_listener;
 
     const USAGE: &str = "usage: multicore [ADDR] [THREADS] [MAX_CONNECTIONS_PER_THREAD]\n\
         Defaults: 127.0.0.1:8080, one thread per CPU, 1000 connections per thread.";
@@ -51,7 +56,11 @@ mod reuseport {
     pub(crate) fn main() {
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
         let args: Vec<String> = env::args().skip(1).collect();
-        if args.len() > 3 || args.iter().any(|a| a == "-h" || a == "--help") {
+        if args.iter().any(|a| a == "-h" || a == "--help") {
+            println!("{}", USAGE);
+            return;
+        }
+        if args.len() > 3 {
             eprintln!("{}", USAGE);
             process::exit(2);
         }
@@ -127,15 +136,6 @@ mod reuseport {
 
     /// A listening socket with `SO_REUSEPORT` set, so that several can bind
     /// the same address.
-    fn reuseport_listener(addr: &SocketAddr) -> io::Result<net::TcpListener> {
-        let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.bind(&(*addr).into())?;
-        socket.listen(1024)?;
-        Ok(socket.into())
-    }
-
     fn fail(addr: &SocketAddr, e: io::Error) -> ! {
         eprintln!("cannot listen on {}: {}", addr, e);
         process::exit(1);

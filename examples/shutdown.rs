@@ -28,6 +28,10 @@ const USAGE: &str = "usage: shutdown [ADDRESS:PORT [SECONDS]]";
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{}", USAGE);
+        return;
+    }
     let mut args = std::env::args().skip(1);
     let addr: SocketAddr = parse_or_exit(args.next().as_deref().unwrap_or(DEFAULT_ADDR));
     let seconds: Option<u64> = args.next().map(|s| parse_or_exit(&s));

@@ -19,8 +19,13 @@ use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Core, Handle, Timeout};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+const USAGE: &str = "usage: simple [ADDRESS:PORT]   (default 127.0.0.1:8080)";
 
 fn main() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{}", USAGE);
+        return;
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = address_from_args();
     let mut core = Core::new().expect("cannot create the event loop");

@@ -101,46 +101,95 @@ fn a_dropped_sender_shuts_the_server_down() {
     assert_refused(server.addr);
 }
 
+/// A server whose connections each wait for `release` before they answer;
+/// it reports every accept on `accepted` and the end of accepting on `ended`.
+struct HeldServer {
+    server: Server,
+    stop: oneshot::Sender<()>,
+    release: oneshot::Sender<()>,
+    accepted: mpsc::Receiver<()>,
+    ended: mpsc::Receiver<()>,
+}
+
+impl HeldServer {
+    fn start(max_connections: usize) -> HeldServer {
+        init_logging();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (release, released) = oneshot::channel::<()>();
+        let (accepted_tx, accepted) = mpsc::channel();
+        let (ended_tx, ended) = mpsc::channel();
+        let server = Server::start(move |listener, handle| {
+            let released = released.shared();
+            let accepts = listener
+                .incoming()
+                .sleep_on_error(PAUSE, handle)
+                .take_until(stopped);
+            report_end(accepts, ended_tx)
+                .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))
+                .listen(max_connections)
+        });
+        HeldServer {
+            server,
+            stop,
+            release,
+            accepted,
+            ended,
+        }
+    }
+}
+
 #[test]
 fn connections_in_flight_complete_before_the_server_resolves() {
-    init_logging();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (release, released) = oneshot::channel::<()>();
-    let (accepted_tx, accepted) = mpsc::channel();
-    let (ended_tx, ended) = mpsc::channel();
-    let server = Server::start(move |listener, handle| {
-        let released = released.shared();
-        let accepts = listener
-            .incoming()
-            .sleep_on_error(PAUSE, handle)
-            .take_until(stopped);
-        report_end(accepts, ended_tx)
-            .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))
-            .listen(4)
-    });
-    let clients = clients_in_flight(server.addr, 3, &accepted);
+    let held = HeldServer::start(4);
+    let clients = clients_in_flight(held.server.addr, 3, &held.accepted);
 
-    stop.send(()).unwrap();
+    held.stop.send(()).unwrap();
     // The listener closes while the three connections are still running...
-    ended
+    held.ended
         .recv_timeout(GENEROUS)
         .expect("accepting did not stop");
-    assert_refused(server.addr);
+    assert_refused(held.server.addr);
     assert!(
-        server.finished().is_none(),
+        held.server.finished().is_none(),
         "resolved with connections in flight"
     );
 
     // ...and they all complete before the server resolves.
-    release.send(()).unwrap();
+    held.release.send(()).unwrap();
     for client in clients {
         assert_eq!(client.join().unwrap(), b"hello\n");
     }
-    assert_eq!(server.wait(), Ok(()));
+    assert_eq!(held.server.wait(), Ok(()));
     assert!(
-        accepted.try_recv().is_err(),
+        held.accepted.try_recv().is_err(),
         "a client was accepted after the signal"
     );
+}
+
+/// The documented limit of `take_until` behind `listen(n)`: while all `n`
+/// connections run, `listen` doesn't poll its stream, so the signal takes
+/// effect (and the listener closes) when a connection finishes.
+#[test]
+fn a_full_server_stops_accepting_when_a_connection_finishes() {
+    let held = HeldServer::start(1);
+    let clients = clients_in_flight(held.server.addr, 1, &held.accepted);
+
+    held.stop.send(()).unwrap();
+    // One-sided: a stalled machine could only make this pass wrongly.
+    assert!(
+        held.ended.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a full server noticed the signal: update the docs of take_until"
+    );
+
+    held.release.send(()).unwrap();
+    held.ended
+        .recv_timeout(GENEROUS)
+        .expect("accepting did not stop after a connection finished");
+    assert_refused(held.server.addr);
+    for client in clients {
+        assert_eq!(client.join().unwrap(), b"hello\n");
+    }
+    assert_eq!(held.server.wait(), Ok(()));
 }
 
 #[test]
