@@ -32,10 +32,16 @@
 //!
 //! For instruction counts that load doesn't change, `TK_ACCEPT_BATCH=<variant>`
 //! runs one variant without client threads: `TK_ACCEPT_BATCHES` (default 50)
-//! times, it fills a fresh listener's backlog with 100 connected clients and
+//! times, it fills a fresh listener's backlog with `TK_ACCEPT_BATCH_SIZE`
+//! (default 100) connected clients and
 //! then lets the server accept and answer them all on the same thread, inside
 //! a function named `serve_batch_<variant>`. `benches/callgrind.sh` counts the
-//! instructions of those functions only, per connection.
+//! instructions of those functions only, per connection. That includes
+//! building and dropping the server once per batch; with
+//! `TK_ACCEPT_PERSISTENT=1` (`raw_core` or `tk_listen`) the server is built
+//! once and each batch only turns the event loop until it is served, in
+//! `turn_until_served`, which isolates the cost per turn of the loop from the
+//! cost per server.
 
 mod support;
 
@@ -441,9 +447,11 @@ fn compare_threads(rounds: usize, round_time: Duration, clients: usize) {
     );
 }
 
-/// Connections per batch in batch mode; below the backlog that
-/// `std::net::TcpListener::bind` asks for (128).
-const BATCH: usize = 100;
+/// Connections per batch in batch mode (`TK_ACCEPT_BATCH_SIZE`, default 100,
+/// at most 128: the backlog that `std::net::TcpListener::bind` asks for).
+fn batch_size() -> usize {
+    support::env_usize("TK_ACCEPT_BATCH_SIZE", 100).clamp(1, 128)
+}
 
 /// Batch mode: the same servers, serving connections already waiting in the
 /// backlog, on one thread, so that a profiler sees a repeatable amount of work.
@@ -453,6 +461,11 @@ fn batch_mode(name: &str) {
         .find(|v| v.name() == name)
         .unwrap_or_else(|| panic!("TK_ACCEPT_BATCH={name:?}: use raw_std, raw_core or tk_listen"));
     let batches = support::env_usize("TK_ACCEPT_BATCHES", 50);
+    let size = batch_size();
+    if std::env::var("TK_ACCEPT_PERSISTENT").as_deref() == Ok("1") {
+        persistent_batch_mode(variant, batches, size);
+        return;
+    }
     let mut core = Core::new().expect("event loop");
     let handle = core.handle();
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -460,20 +473,20 @@ fn batch_mode(name: &str) {
     for _ in 0..batches {
         let std_listener = net::TcpListener::bind(any_port).expect("bind 127.0.0.1:0");
         let addr = std_listener.local_addr().unwrap();
-        let clients: Vec<net::TcpStream> = (0..BATCH)
+        let clients: Vec<net::TcpStream> = (0..size)
             .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
             .collect();
         served += match variant {
-            Variant::RawStd => serve_batch_raw_std(&std_listener),
+            Variant::RawStd => serve_batch_raw_std(&std_listener, size),
             Variant::RawCore => {
                 let listener = TcpListener::from_listener(std_listener, &addr, &handle)
                     .expect("register the listener");
-                serve_batch_raw_core(&mut core, listener)
+                serve_batch_raw_core(&mut core, listener, size)
             }
             Variant::TkListen => {
                 let listener = TcpListener::from_listener(std_listener, &addr, &handle)
                     .expect("register the listener");
-                serve_batch_tk_listen(&mut core, listener)
+                serve_batch_tk_listen(&mut core, listener, size)
             }
         };
         for mut client in clients {
@@ -484,15 +497,84 @@ fn batch_mode(name: &str) {
         }
     }
     println!(
-        "{} served {served} connections in batches of {BATCH}",
+        "{} served {served} connections in batches of {size}",
         variant.name()
     );
 }
 
+/// Batch mode with one server for all batches.
+fn persistent_batch_mode(variant: Variant, batches: usize, size: usize) {
+    let mut core = Core::new().expect("event loop");
+    let handle = core.handle();
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let listener = TcpListener::bind(&any_port, &handle).expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let served = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = served.clone();
+    let reply = move |socket| {
+        let counter = counter.clone();
+        tokio_io::io::write_all(socket, b"hello\n")
+            .map(move |_| counter.set(counter.get() + 1))
+            .map_err(|_| ())
+    };
+    match variant {
+        Variant::RawCore => {
+            let spawner = handle.clone();
+            handle.spawn(
+                listener
+                    .incoming()
+                    .for_each(move |(socket, _)| {
+                        spawner.spawn(reply(socket));
+                        Ok(())
+                    })
+                    .map_err(|_| ()),
+            );
+        }
+        Variant::TkListen => handle.spawn(
+            listener
+                .incoming()
+                .sleep_on_error(Duration::from_millis(100), &handle)
+                .map(move |(socket, _)| reply(socket))
+                .listen(1000),
+        ),
+        Variant::RawStd => panic!("TK_ACCEPT_PERSISTENT is for raw_core and tk_listen"),
+    }
+    for batch in 1..=batches {
+        let clients: Vec<net::TcpStream> = (0..size)
+            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
+            .collect();
+        turn_until_served(&mut core, &served, batch * size);
+        for mut client in clients {
+            let mut reply = Vec::new();
+            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let _ = client.read_to_end(&mut reply);
+            assert_eq!(reply, b"hello\n", "a client got no reply");
+        }
+    }
+    println!(
+        "{} served {} connections in batches of {size}, one server",
+        variant.name(),
+        served.get()
+    );
+}
+
+/// Turns the event loop until `served` reaches `target` (at most 10 000
+/// turns).
 #[inline(never)]
-fn serve_batch_raw_std(listener: &net::TcpListener) -> usize {
+fn turn_until_served(core: &mut Core, served: &std::cell::Cell<usize>, target: usize) {
+    for _ in 0..10_000 {
+        if served.get() >= target {
+            return;
+        }
+        core.turn(Some(Duration::from_millis(100)));
+    }
+    panic!("served only {} of {target}", served.get());
+}
+
+#[inline(never)]
+fn serve_batch_raw_std(listener: &net::TcpListener, size: usize) -> usize {
     let mut served = 0;
-    for _ in 0..BATCH {
+    for _ in 0..size {
         let (mut socket, _) = listener.accept().expect("accept");
         socket.write_all(b"hello\n").expect("write");
         served += 1;
@@ -501,12 +583,12 @@ fn serve_batch_raw_std(listener: &net::TcpListener) -> usize {
 }
 
 #[inline(never)]
-fn serve_batch_raw_core(core: &mut Core, listener: TcpListener) -> usize {
+fn serve_batch_raw_core(core: &mut Core, listener: TcpListener, size: usize) -> usize {
     let served = std::rc::Rc::new(std::cell::Cell::new(0));
     let (spawner, counter) = (core.handle(), served.clone());
     let server = listener
         .incoming()
-        .take(BATCH as u64)
+        .take(size as u64)
         .for_each(move |(socket, _)| {
             let counter = counter.clone();
             spawner.spawn(
@@ -519,7 +601,7 @@ fn serve_batch_raw_core(core: &mut Core, listener: TcpListener) -> usize {
     core.run(server).expect("accept");
     // The spawned tasks finish on the next turns of the event loop.
     for _ in 0..1000 {
-        if served.get() == BATCH {
+        if served.get() == size {
             break;
         }
         core.turn(Some(Duration::from_millis(10)));
@@ -528,13 +610,13 @@ fn serve_batch_raw_core(core: &mut Core, listener: TcpListener) -> usize {
 }
 
 #[inline(never)]
-fn serve_batch_tk_listen(core: &mut Core, listener: TcpListener) -> usize {
+fn serve_batch_tk_listen(core: &mut Core, listener: TcpListener, size: usize) -> usize {
     let served = std::rc::Rc::new(std::cell::Cell::new(0));
     let (handle, counter) = (core.handle(), served.clone());
     let server = listener
         .incoming()
         .sleep_on_error(Duration::from_millis(100), &handle)
-        .take(BATCH as u64)
+        .take(size as u64)
         .map(move |(socket, _)| {
             let counter = counter.clone();
             tokio_io::io::write_all(socket, b"hello\n")

@@ -63,3 +63,27 @@ for variant in raw_std raw_core tk_listen; do
     b=$(count_accept "$variant" 100)
     awk -v v="$variant" -v a="$a" -v b="$b" 'BEGIN { printf "%-28s %12.1f\n", v, (b - a) / 5000 }'
 done
+
+# The same with one long-lived server (TK_ACCEPT_PERSISTENT=1), counting only
+# the turns of the event loop, for batches of 1, 4 and 100 connections: the
+# cost per connection of a running server, without building it per batch.
+count_persistent() {
+    local out
+    out=$(mktemp)
+    TK_ACCEPT_PERSISTENT=1 TK_ACCEPT_BATCH=$1 TK_ACCEPT_BATCHES=$2 TK_ACCEPT_BATCH_SIZE=$3 \
+        valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*turn_until_served*' \
+        --callgrind-out-file="$out" "$accept_bin" >/dev/null 2>&1
+    awk '/^summary:/ { print $2 }' "$out"
+    rm -f "$out"
+}
+
+echo
+printf '%-28s %12s\n' "running server, batch size" "instr/conn"
+for size in 1 4 100; do
+    for variant in raw_core tk_listen; do
+        a=$(count_persistent "$variant" 50 "$size")
+        b=$(count_persistent "$variant" 100 "$size")
+        awk -v v="$variant" -v s="$size" -v a="$a" -v b="$b" \
+            'BEGIN { printf "%-10s %17d %12.1f\n", v, s, (b - a) / (50 * s) }'
+    done
+done
