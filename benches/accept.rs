@@ -17,8 +17,7 @@
 //!
 //! Settings (environment): `TK_BENCH_ROUNDS` (default 5), `TK_BENCH_ROUND_MS`
 //! (default 2000), `TK_BENCH_CLIENTS` (client threads, default 4),
-//! `TK_BENCH_VARIANTS` (comma-separated subset, e.g. `raw_core,tk_listen`;
-//! the ratios are printed only when all three run). With one variant and one
+//! `TK_BENCH_VARIANTS` (comma-separated subset, e.g. `raw_core,tk_listen`). With one variant and one
 //! round, the server is the second thread started, which is how
 //! `valgrind --tool=callgrind --separate-threads=yes` numbers it (`-02`).
 //!
@@ -174,15 +173,17 @@ fn main() {
             cpu[cpu.len() - 1]
         );
     }
-    if variants == VARIANTS {
-        print_ratios(&results, &rate, &cpu);
-    }
+    print_ratios(&variants, &results, &rate, &cpu);
     if std::env::var("TK_BENCH_MULTICORE").as_deref() != Ok("0") {
         compare_threads(rounds, round_time, clients);
     }
 }
 
-fn print_ratios(results: &[Vec<Round>], rate: &[f64], cpu: &[f64]) {
+/// `tk_listen` against each other variant that ran.
+fn print_ratios(variants: &[Variant], results: &[Vec<Round>], rate: &[f64], cpu: &[f64]) {
+    let Some(tk) = variants.iter().position(|&v| v == Variant::TkListen) else {
+        return;
+    };
     // Ratios per round (same round, adjacent in time) are less noisy than
     // ratios of medians; print both.
     let per_round = |a: usize, b: usize| -> f64 {
@@ -194,18 +195,15 @@ fn print_ratios(results: &[Vec<Round>], rate: &[f64], cpu: &[f64]) {
         support::median(&ratios)
     };
     println!();
-    println!(
-        "tk_listen/raw_core: {:.3} conn/s (median of per-round ratios {:.3}), CPU per conn {:.3}",
-        rate[2] / rate[1],
-        per_round(2, 1),
-        cpu[2] / cpu[1]
-    );
-    println!(
-        "tk_listen/raw_std:  {:.3} conn/s (median of per-round ratios {:.3}), CPU per conn {:.3}",
-        rate[2] / rate[0],
-        per_round(2, 0),
-        cpu[2] / cpu[0]
-    );
+    for (other, variant) in variants.iter().enumerate().filter(|&(i, _)| i != tk) {
+        println!(
+            "tk_listen/{:<9} {:.3} conn/s (median of per-round ratios {:.3}), CPU per conn {:.3}",
+            format!("{}:", variant.name()),
+            rate[tk] / rate[other],
+            per_round(tk, other),
+            cpu[tk] / cpu[other]
+        );
+    }
     println!("goal: tk_listen/raw_core conn/s >= 0.97");
 }
 
