@@ -105,20 +105,8 @@ impl Variant {
 
 /// What one round of one variant measured.
 struct Round {
-    connections: usize,
+    served: support::Served,
     errors: usize,
-    elapsed: Duration,
-    server_cpu: Duration,
-}
-
-impl Round {
-    fn per_second(&self) -> f64 {
-        support::per_second(self.connections, self.elapsed)
-    }
-
-    fn cpu_per_1000(&self) -> f64 {
-        support::cpu_per_1000(self.server_cpu, self.connections)
-    }
 }
 
 fn main() {
@@ -143,9 +131,9 @@ fn main() {
             println!(
                 "  round {round} {:<9} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
                 variant.name(),
-                r.per_second(),
-                r.cpu_per_1000(),
-                r.connections,
+                r.served.per_second(),
+                r.served.cpu_per_1000(),
+                r.served.connections,
                 r.errors
             );
             results[i].push(r);
@@ -160,8 +148,8 @@ fn main() {
     let mut rate = Vec::new();
     let mut cpu = Vec::new();
     for (variant, rounds) in variants.iter().zip(&results) {
-        let rates: Vec<f64> = rounds.iter().map(Round::per_second).collect();
-        let cpus: Vec<f64> = rounds.iter().map(Round::cpu_per_1000).collect();
+        let rates: Vec<f64> = rounds.iter().map(|r| r.served.per_second()).collect();
+        let cpus: Vec<f64> = rounds.iter().map(|r| r.served.cpu_per_1000()).collect();
         let (lo, hi) = support::min_max(&rates);
         rate.push(support::median(&rates));
         cpu.push(support::median(&cpus));
@@ -190,7 +178,7 @@ fn print_ratios(variants: &[Variant], results: &[Vec<Round>], rate: &[f64], cpu:
         let ratios: Vec<f64> = results[a]
             .iter()
             .zip(&results[b])
-            .map(|(x, y)| x.per_second() / y.per_second())
+            .map(|(x, y)| x.served.per_second() / y.served.per_second())
             .collect();
         support::median(&ratios)
     };
@@ -238,10 +226,12 @@ fn run_round(server: Server, clients: usize, round_time: Duration) -> Round {
     let elapsed = began.elapsed();
     let server_cpu = server.stop();
     Round {
-        connections,
+        served: support::Served {
+            connections,
+            elapsed,
+            server_cpu,
+        },
         errors,
-        elapsed,
-        server_cpu,
     }
 }
 
@@ -426,16 +416,16 @@ fn compare_threads(rounds: usize, round_time: Duration, clients: usize) {
             let r = run_round(start_multicore_server(threads), clients, round_time);
             println!(
                 "  round {round} {threads:>2} threads {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
-                r.per_second(),
-                r.cpu_per_1000(),
-                r.connections,
+                r.served.per_second(),
+                r.served.cpu_per_1000(),
+                r.served.connections,
                 r.errors
             );
             results[i].push(r);
         }
     }
     let median = |rounds: &[Round]| {
-        let rates: Vec<f64> = rounds.iter().map(Round::per_second).collect();
+        let rates: Vec<f64> = rounds.iter().map(|r| r.served.per_second()).collect();
         support::median(&rates)
     };
     let (one, all) = (median(&results[0]), median(&results[1]));
@@ -471,9 +461,7 @@ fn batch_mode(name: &str) {
     for _ in 0..batches {
         let std_listener = net::TcpListener::bind(any_port).expect("bind 127.0.0.1:0");
         let addr = std_listener.local_addr().unwrap();
-        let clients: Vec<net::TcpStream> = (0..size)
-            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
-            .collect();
+        let clients = connect_clients(addr, size);
         served += match variant {
             Variant::RawStd => serve_batch_raw_std(&std_listener, size),
             Variant::RawCore => {
@@ -487,17 +475,29 @@ fn batch_mode(name: &str) {
                 serve_batch_tk_listen(&mut core, listener, size)
             }
         };
-        for mut client in clients {
-            let mut reply = Vec::new();
-            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            let _ = client.read_to_end(&mut reply);
-            assert_eq!(reply, b"hello\n", "a client got no reply");
-        }
+        expect_replies(clients);
     }
     println!(
         "{} served {served} connections in batches of {size}",
         variant.name()
     );
+}
+
+/// `size` clients connected to `addr`, waiting in its backlog.
+fn connect_clients(addr: SocketAddr, size: usize) -> Vec<net::TcpStream> {
+    (0..size)
+        .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
+        .collect()
+}
+
+/// Reads each client's reply to the end; every one must be `hello\n`.
+fn expect_replies(clients: Vec<net::TcpStream>) {
+    for mut client in clients {
+        let mut reply = Vec::new();
+        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let _ = client.read_to_end(&mut reply);
+        assert_eq!(reply, b"hello\n", "a client got no reply");
+    }
 }
 
 /// Batch mode with one server for all batches.
@@ -538,16 +538,9 @@ fn persistent_batch_mode(variant: Variant, batches: usize, size: usize) {
         Variant::RawStd => panic!("TK_ACCEPT_PERSISTENT is for raw_core and tk_listen"),
     }
     for batch in 1..=batches {
-        let clients: Vec<net::TcpStream> = (0..size)
-            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
-            .collect();
+        let clients = connect_clients(addr, size);
         turn_until_served(&mut core, &served, batch * size);
-        for mut client in clients {
-            let mut reply = Vec::new();
-            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            let _ = client.read_to_end(&mut reply);
-            assert_eq!(reply, b"hello\n", "a client got no reply");
-        }
+        expect_replies(clients);
     }
     println!(
         "{} served {} connections in batches of {size}, one server",

@@ -177,9 +177,9 @@ fn main() {
             let t = throughput(k, round_time);
             println!(
                 "  round {round} K={k:<6} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns)",
-                t.per_second(),
-                t.cpu_per_1000(),
-                t.connections
+                t.served.per_second(),
+                t.served.cpu_per_1000(),
+                t.served.connections
             );
             results[i].push(t);
         }
@@ -190,15 +190,15 @@ fn main() {
         "K", "median conn/s", "median CPU-s/1000 conn", "allocs/conn", "bytes alloc/conn"
     );
     for (k, rounds) in levels.iter().zip(&results) {
-        let rates: Vec<f64> = rounds.iter().map(Throughput::per_second).collect();
-        let cpus: Vec<f64> = rounds.iter().map(Throughput::cpu_per_1000).collect();
+        let rates: Vec<f64> = rounds.iter().map(|t| t.served.per_second()).collect();
+        let cpus: Vec<f64> = rounds.iter().map(|t| t.served.cpu_per_1000()).collect();
         let allocs: Vec<f64> = rounds
             .iter()
-            .map(|t| t.allocations as f64 / t.connections.max(1) as f64)
+            .map(|t| t.allocations as f64 / t.served.connections.max(1) as f64)
             .collect();
         let bytes: Vec<f64> = rounds
             .iter()
-            .map(|t| t.allocated as f64 / t.connections.max(1) as f64)
+            .map(|t| t.allocated as f64 / t.served.connections.max(1) as f64)
             .collect();
         println!(
             "{k:>7} {:>14.0} {:>22.4} {:>12.1} {:>16.0}",
@@ -330,21 +330,9 @@ fn bytes_per_connection(variant: Variant, k: usize) -> f64 {
 }
 
 struct Throughput {
-    connections: usize,
-    elapsed: Duration,
-    server_cpu: Duration,
+    served: support::Served,
     allocations: usize,
     allocated: usize,
-}
-
-impl Throughput {
-    fn per_second(&self) -> f64 {
-        support::per_second(self.connections, self.elapsed)
-    }
-
-    fn cpu_per_1000(&self) -> f64 {
-        support::cpu_per_1000(self.server_cpu, self.connections)
-    }
 }
 
 fn throughput(k: usize, round_time: Duration) -> Throughput {
@@ -358,9 +346,11 @@ fn throughput(k: usize, round_time: Duration) -> Throughput {
     wait_for(&mut child);
     let server_cpu = server.stop();
     Throughput {
-        connections,
-        elapsed,
-        server_cpu,
+        served: support::Served {
+            connections,
+            elapsed,
+            server_cpu,
+        },
         allocations: ALLOCATIONS.load(Ordering::SeqCst) - allocations,
         allocated: ALLOCATED_BYTES.load(Ordering::SeqCst) - allocated,
     }

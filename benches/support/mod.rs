@@ -90,14 +90,23 @@ pub fn set_nofile_soft(soft: u64) -> io::Result<u64> {
     Ok(soft)
 }
 
-/// Connections per second.
-pub fn per_second(connections: usize, elapsed: Duration) -> f64 {
-    connections as f64 / elapsed.as_secs_f64()
+/// What a server did in one round of a benchmark.
+pub struct Served {
+    pub connections: usize,
+    pub elapsed: Duration,
+    pub server_cpu: Duration,
 }
 
-/// Server CPU seconds per 1000 connections.
-pub fn cpu_per_1000(server_cpu: Duration, connections: usize) -> f64 {
-    server_cpu.as_secs_f64() * 1000.0 / connections.max(1) as f64
+impl Served {
+    /// Connections per second.
+    pub fn per_second(&self) -> f64 {
+        self.connections as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU seconds per 1000 connections.
+    pub fn cpu_per_1000(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1000.0 / self.connections.max(1) as f64
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
