@@ -14,10 +14,12 @@ mod ext;
 mod limits;
 mod listen;
 mod sleep_on_error;
+mod stats;
 mod take_until;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
 pub use crate::listen::Listen;
 pub use crate::sleep_on_error::SleepOnError;
+pub use crate::stats::{AcceptStats, ListenStats};
 pub use crate::take_until::TakeUntil;

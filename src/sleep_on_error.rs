@@ -7,6 +7,7 @@ use tokio_core::reactor::{Handle, Timeout};
 
 use crate::accept_error::is_per_connection;
 use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
+use crate::stats::AcceptStats;
 
 /// A stream of accepted connections that skips per-connection errors and
 /// pauses on resource exhaustion.
@@ -20,7 +21,8 @@ pub struct SleepOnError<S> {
     stream: S,
     delay: Duration,
     handle: Handle,
-    pause: Option<Timeout>,
+    pause: Option<Pause>,
+    stats: AcceptStats,
 }
 
 pub(crate) fn new<S>(stream: S, delay: Duration, handle: &Handle) -> SleepOnError<S> {
@@ -29,10 +31,18 @@ pub(crate) fn new<S>(stream: S, delay: Duration, handle: &Handle) -> SleepOnErro
         delay,
         handle: handle.clone(),
         pause: None,
+        stats: AcceptStats::new(),
     }
 }
 
 impl<S> SleepOnError<S> {
+    /// A handle to this stream's live counters: connections accepted, errors
+    /// skipped, pauses and the time spent in them. Take it before the stream
+    /// moves into the event loop; it can be read from any thread.
+    pub fn stats(&self) -> AcceptStats {
+        self.stats.clone()
+    }
+
     /// The inner stream.
     ///
     /// # Examples
@@ -116,9 +126,14 @@ impl<I, S: Stream<Item = I, Error = io::Error>> Stream for SleepOnError<S> {
                 }
             }
             match self.stream.poll() {
+                Ok(Async::Ready(Some(item))) => {
+                    self.stats.record_accept();
+                    return Ok(Async::Ready(Some(item)));
+                }
                 Ok(ready_or_not) => return Ok(ready_or_not),
                 Err(e) if is_per_connection(&e) => {
                     debug!("accept error skipped: {}", e);
+                    self.stats.record_skip();
                     skipped += 1;
                     if skipped == POLL_BUDGET {
                         return Ok(yield_to_other_tasks());
@@ -127,7 +142,7 @@ impl<I, S: Stream<Item = I, Error = io::Error>> Stream for SleepOnError<S> {
                 Err(e) => {
                     warn!("accept error: {}; pausing accepts for {:?}", e, self.delay);
                     match timer(self.delay, &self.handle) {
-                        Ok(pause) => self.pause = Some(pause),
+                        Ok(timer) => self.pause = Some(Pause::new(timer, &e, &self.stats)),
                         Err(e) => {
                             error!("cannot create accept pause timer: {}; ending the stream", e);
                             return Err(());
@@ -144,7 +159,34 @@ impl<S: fmt::Debug> fmt::Debug for SleepOnError<S> {
         f.debug_struct("SleepOnError")
             .field("stream", &self.stream)
             .field("delay", &self.delay)
-            .field("paused", &self.pause.is_some())
+            .field("stats", &self.stats)
             .finish()
+    }
+}
+
+/// A pause in progress; its time counts in [`AcceptStats`] until it is
+/// dropped, whether it ran out or the stream was dropped first.
+struct Pause {
+    timer: Timeout,
+    stats: AcceptStats,
+}
+
+impl Pause {
+    fn new(timer: Timeout, cause: &io::Error, stats: &AcceptStats) -> Pause {
+        stats.record_pause_start(cause);
+        Pause {
+            timer,
+            stats: stats.clone(),
+        }
+    }
+
+    fn poll(&mut self) -> Poll<(), io::Error> {
+        self.timer.poll()
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        self.stats.record_pause_end();
     }
 }

@@ -1,0 +1,295 @@
+//! Live counters, readable from any thread while a server runs.
+//!
+//! Each adapter that counts owns one `Arc` of atomics and hands out clones of
+//! a small handle to it. Only the adapter writes; readers never block it.
+//! Counts are `u64` and start at zero; each is read on its own (a reading of
+//! several counters is not one snapshot).
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Live counters of a [`Listen`](crate::Listen) future: how many connections
+/// it started, how many run now, and how each one ended.
+///
+/// Got from [`Listen::stats`](crate::Listen::stats) before the future is
+/// moved into the event loop; clone it freely and read it from any thread.
+/// At any moment `started == finished + failed + panicked + running`, up to
+/// the connections that change state between two readings.
+///
+/// # Examples
+///
+/// ```
+/// use futures::{future, stream, Future};
+/// use tk_listen::ListenExt;
+///
+/// let connections = stream::iter_ok::<_, ()>(vec![future::ok(()), future::err(())]);
+/// let server = connections.listen(10);
+/// let stats = server.stats();
+/// server.wait().unwrap();
+/// assert_eq!((stats.started(), stats.finished(), stats.failed()), (2, 1, 1));
+/// assert_eq!(stats.running(), 0);
+/// ```
+#[derive(Clone)]
+pub struct ListenStats {
+    counters: Arc<ListenCounters>,
+}
+
+struct ListenCounters {
+    max_connections: usize,
+    started: AtomicU64,
+    running: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+}
+
+/// How a connection future ended, for [`ListenStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Finished,
+    Failed,
+    Panicked,
+}
+
+impl ListenStats {
+    pub(crate) fn new(max_connections: usize) -> ListenStats {
+        ListenStats {
+            counters: Arc::new(ListenCounters {
+                max_connections,
+                started: AtomicU64::new(0),
+                running: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                panicked: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub(crate) fn record_start(&self) {
+        let c = &*self.counters;
+        c.started.fetch_add(1, Relaxed);
+        c.running.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_end(&self, outcome: Outcome) {
+        let c = &*self.counters;
+        c.running.fetch_sub(1, Relaxed);
+        let counter = match outcome {
+            Outcome::Finished => &c.finished,
+            Outcome::Failed => &c.failed,
+            Outcome::Panicked => &c.panicked,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// The most connections run at once (the `max_connections` given to
+    /// [`listen`](crate::ListenExt::listen)).
+    pub fn max_connections(&self) -> usize {
+        self.counters.max_connections
+    }
+
+    /// Connections started so far: items taken from the stream.
+    pub fn started(&self) -> u64 {
+        self.counters.started.load(Relaxed)
+    }
+
+    /// Connections running now; never above
+    /// [`max_connections`](ListenStats::max_connections).
+    pub fn running(&self) -> u64 {
+        self.counters.running.load(Relaxed)
+    }
+
+    /// Connections whose future resolved with `Ok`.
+    pub fn finished(&self) -> u64 {
+        self.counters.finished.load(Relaxed)
+    }
+
+    /// Connections whose future resolved with `Err`.
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Relaxed)
+    }
+
+    /// Connections whose future panicked (and was dropped).
+    pub fn panicked(&self) -> u64 {
+        self.counters.panicked.load(Relaxed)
+    }
+}
+
+impl fmt::Debug for ListenStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenStats")
+            .field("max_connections", &self.max_connections())
+            .field("started", &self.started())
+            .field("running", &self.running())
+            .field("finished", &self.finished())
+            .field("failed", &self.failed())
+            .field("panicked", &self.panicked())
+            .finish()
+    }
+}
+
+/// Live counters of a [`SleepOnError`](crate::SleepOnError) stream: what
+/// `accept()` returned, and how long accepting was paused.
+///
+/// Got from [`SleepOnError::stats`](crate::SleepOnError::stats) before the
+/// stream is moved into the event loop; clone it freely and read it from any
+/// thread.
+///
+/// # Examples
+///
+/// ```
+/// use std::io;
+/// use std::time::Duration;
+///
+/// use futures::{stream, Stream};
+/// use tk_listen::ListenExt;
+/// use tokio_core::reactor::Core;
+///
+/// let core = Core::new().unwrap();
+/// let accepts = stream::iter_result(vec![
+///     Ok("a client"),
+///     Err(io::Error::from(io::ErrorKind::ConnectionReset)),
+///     Ok("another client"),
+/// ]);
+/// let accepts = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
+/// let stats = accepts.stats();
+/// assert_eq!(accepts.wait().count(), 2);
+/// assert_eq!((stats.accepted(), stats.skipped(), stats.pauses()), (2, 1, 0));
+/// ```
+#[derive(Clone)]
+pub struct AcceptStats {
+    counters: Arc<AcceptCounters>,
+}
+
+struct AcceptCounters {
+    accepted: AtomicU64,
+    skipped: AtomicU64,
+    pauses: AtomicU64,
+    /// Nanoseconds paused in the pauses that ended.
+    paused_nanos: AtomicU64,
+    /// Only touched when a pause starts or ends.
+    pause: Mutex<PauseState>,
+}
+
+#[derive(Default)]
+struct PauseState {
+    since: Option<Instant>,
+    last_error: Option<StoredError>,
+}
+
+/// An `io::Error` kept for [`AcceptStats::last_pause_error`]
+/// (`io::Error` is not `Clone`).
+struct StoredError {
+    kind: io::ErrorKind,
+    os_code: Option<i32>,
+    message: String,
+}
+
+impl AcceptStats {
+    pub(crate) fn new() -> AcceptStats {
+        AcceptStats {
+            counters: Arc::new(AcceptCounters {
+                accepted: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
+                pauses: AtomicU64::new(0),
+                paused_nanos: AtomicU64::new(0),
+                pause: Mutex::new(PauseState::default()),
+            }),
+        }
+    }
+
+    pub(crate) fn record_accept(&self) {
+        self.counters.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_skip(&self) {
+        self.counters.skipped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn record_pause_start(&self, error: &io::Error) {
+        self.counters.pauses.fetch_add(1, Relaxed);
+        let mut pause = self.pause_state();
+        pause.since = Some(Instant::now());
+        pause.last_error = Some(StoredError {
+            kind: error.kind(),
+            os_code: error.raw_os_error(),
+            message: error.to_string(),
+        });
+    }
+
+    pub(crate) fn record_pause_end(&self) {
+        let mut pause = self.pause_state();
+        if let Some(since) = pause.since.take() {
+            let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.counters.paused_nanos.fetch_add(nanos, Relaxed);
+        }
+    }
+
+    /// A poisoned lock only means a reader panicked while holding it; the
+    /// state itself is always whole.
+    fn pause_state(&self) -> MutexGuard<'_, PauseState> {
+        self.counters
+            .pause
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Connections accepted: items the stream yielded.
+    pub fn accepted(&self) -> u64 {
+        self.counters.accepted.load(Relaxed)
+    }
+
+    /// Per-connection `accept()` errors skipped without a pause.
+    pub fn skipped(&self) -> u64 {
+        self.counters.skipped.load(Relaxed)
+    }
+
+    /// Pauses started: `accept()` errors that stopped accepting for the
+    /// delay.
+    pub fn pauses(&self) -> u64 {
+        self.counters.pauses.load(Relaxed)
+    }
+
+    /// Total time accepting was paused, the pause in progress included.
+    pub fn paused_time(&self) -> Duration {
+        let ended = Duration::from_nanos(self.counters.paused_nanos.load(Relaxed));
+        let current = self
+            .pause_state()
+            .since
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        ended + current
+    }
+
+    /// Is accepting paused now?
+    pub fn is_paused(&self) -> bool {
+        self.pause_state().since.is_some()
+    }
+
+    /// The error that started the latest pause, if there was one.
+    ///
+    /// A copy: the same kind, OS error code and message.
+    pub fn last_pause_error(&self) -> Option<io::Error> {
+        let pause = self.pause_state();
+        let stored = pause.last_error.as_ref()?;
+        Some(match stored.os_code {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(stored.kind, stored.message.clone()),
+        })
+    }
+}
+
+impl fmt::Debug for AcceptStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcceptStats")
+            .field("accepted", &self.accepted())
+            .field("skipped", &self.skipped())
+            .field("pauses", &self.pauses())
+            .field("paused_time", &self.paused_time())
+            .field("is_paused", &self.is_paused())
+            .field("last_pause_error", &self.last_pause_error())
+            .finish()
+    }
+}
