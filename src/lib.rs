@@ -19,7 +19,7 @@ mod take_until;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
-pub use crate::listen::Listen;
+pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;
 pub use crate::stats::{AcceptStats, ListenStats};
 pub use crate::take_until::TakeUntil;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use futures::executor::{NotifyHandle, Spawn};
 use futures::future::{self, FutureResult};
 use futures::sync::oneshot;
+use futures::task::{self, Task};
 use futures::{Async, Future, Poll, Stream};
 use proptest::prelude::*;
 use tk_listen::{Listen, ListenExt};
@@ -31,6 +32,23 @@ struct Script {
     in_flight: usize,
     max_in_flight: usize,
     finished: usize,
+    /// The task the stream last said `NotReady` to: a stream must wake it
+    /// when it has something new, and `listen` relies on that.
+    waiter: Option<Task>,
+}
+
+impl Script {
+    /// Changes the script as `change` says, and wakes the stream's task.
+    fn update(shared: &Shared, change: impl FnOnce(&mut Script)) {
+        let waiter = {
+            let mut script = shared.borrow_mut();
+            change(&mut script);
+            script.waiter.take()
+        };
+        if let Some(task) = waiter {
+            task.notify();
+        }
+    }
 }
 
 type Shared = Rc<RefCell<Script>>;
@@ -60,6 +78,7 @@ impl Stream for Accepts {
         if script.ended {
             return Ok(Async::Ready(None));
         }
+        script.waiter = Some(task::current());
         Ok(Async::NotReady)
     }
 }
@@ -153,7 +172,7 @@ fn the_stream_is_not_polled_while_the_pool_is_full() {
 #[test]
 fn every_connection_completes_and_the_future_resolves_only_after_the_last() {
     let mut server = Harness::new(2, 5);
-    server.script.borrow_mut().ended = true;
+    Script::update(&server.script, |s| s.ended = true);
     for _ in 0..4 {
         assert_eq!(server.poll(), Ok(Async::NotReady));
         server.finish(0, true);
@@ -173,7 +192,7 @@ fn every_connection_completes_and_the_future_resolves_only_after_the_last() {
 #[test]
 fn failing_connections_do_not_stop_the_listener() {
     let mut server = Harness::new(2, 6);
-    server.script.borrow_mut().ended = true;
+    Script::update(&server.script, |s| s.ended = true);
     let mut fail = true;
     while server.poll() == Ok(Async::NotReady) {
         assert!(server.running() > 0, "stalled with nothing running");
@@ -186,7 +205,7 @@ fn failing_connections_do_not_stop_the_listener() {
 #[test]
 fn an_error_of_the_stream_resolves_the_future_with_it() {
     let mut server = Harness::new(4, 2);
-    server.script.borrow_mut().error = Some("accept failed");
+    Script::update(&server.script, |s| s.error = Some("accept failed"));
     assert_eq!(server.poll(), Err("accept failed"));
 }
 
@@ -265,7 +284,7 @@ proptest! {
             match step {
                 Step::Arrive => {
                     arrived += 1;
-                    server.script.borrow_mut().waiting += 1;
+                    Script::update(&server.script, |s| s.waiting += 1);
                 }
                 Step::Finish(nth, ok) => {
                     let running = server.running();
@@ -280,7 +299,7 @@ proptest! {
 
         // The stream ends; drain in a random order. It resolves exactly when
         // the last connection is done, never before.
-        server.script.borrow_mut().ended = true;
+        Script::update(&server.script, |s| s.ended = true);
         let mut order = finish_order.into_iter().cycle();
         let mut resolved = server.poll() == Ok(Async::Ready(()));
         for _ in 0..=arrived {
