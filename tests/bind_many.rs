@@ -20,7 +20,7 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{assert_refused, connect, free_addrs, GENEROUS};
+use support::{assert_refused, connect, free_addrs, wait_until_bound, GENEROUS};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -483,12 +483,7 @@ fn a_flood_of_connections_lets_other_tasks_on_the_event_loop_run() {
     let addresses =
         stream::iter_ok(vec![vec![any_port()]]).chain(future::empty::<_, ()>().into_stream());
     let mut listeners = BindMany::new(addresses, &handle);
-    let addr = core
-        .run(future::poll_fn(|| {
-            assert!(listeners.poll().expect("no accept error").is_not_ready());
-            Ok::<_, ()>(Async::Ready(listeners.local_addrs()[0]))
-        }))
-        .unwrap();
+    let addr = wait_until_bound(&mut core, &mut listeners, 1)[0];
 
     // Every client waits in the backlog before the first accept.
     let _clients: Vec<_> = (0..BACKLOG).map(|_| connect(addr)).collect();

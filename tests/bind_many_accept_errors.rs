@@ -12,7 +12,7 @@ use tk_listen::BindMany;
 use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Timeout};
 
-use support::{connect, free_addrs, GENEROUS};
+use support::{connect, free_addrs, wait_until_bound, GENEROUS};
 
 /// Polls `listeners` on `core` until it has a result (bounded by GENEROUS).
 fn next_result<S>(
@@ -51,12 +51,7 @@ fn an_accept_error_is_returned_and_every_listener_keeps_serving() {
     let addresses =
         stream::iter_ok(vec![vec![any_port, other]]).chain(future::empty::<_, ()>().into_stream());
     let mut listeners = BindMany::new(addresses, &handle);
-    core.run(future::poll_fn(|| {
-        assert!(listeners.poll().unwrap().is_not_ready());
-        Ok::<_, ()>(Async::Ready(()))
-    }))
-    .unwrap();
-    let bound = listeners.local_addrs();
+    let bound = wait_until_bound(&mut core, &mut listeners, 2);
     assert_eq!(bound.len(), 2, "both bound: {:?}", bound);
 
     let _clients: Vec<_> = bound.iter().map(|&addr| connect(addr)).collect();

@@ -257,3 +257,32 @@ pub fn report_end<S: Stream>(
         polled
     })
 }
+
+/// Polls `listeners` on `core` until `count` addresses are bound (the
+/// address task binds them on a later turn of the event loop and wakes the
+/// stream), and returns them. No client may connect before: the stream must
+/// have nothing to yield.
+pub fn wait_until_bound<S>(
+    core: &mut Core,
+    listeners: &mut tk_listen::BindMany<S>,
+    count: usize,
+) -> Vec<SocketAddr>
+where
+    S: Stream + 'static,
+    S::Item: IntoIterator<Item = SocketAddr>,
+{
+    let bound = futures::future::poll_fn(|| {
+        assert!(listeners.poll().expect("no accept error").is_not_ready());
+        let bound = listeners.local_addrs();
+        Ok::<_, ()>(if bound.len() >= count {
+            Async::Ready(bound)
+        } else {
+            Async::NotReady
+        })
+    });
+    let timeout = Timeout::new(GENEROUS, &core.handle()).unwrap();
+    match core.run(bound.select2(timeout)) {
+        Ok(futures::future::Either::A((bound, _))) => bound,
+        _ => panic!("{} addresses not bound in time", count),
+    }
+}

@@ -1,15 +1,18 @@
-use std::collections::{HashMap, HashSet};
+use std::cell::{Ref, RefCell, RefMut};
 use std::fmt;
 use std::io;
-use std::mem;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
-use futures::{task, Async, Future, Poll, Stream};
+use futures::task::{self, Task};
+use futures::{Async, Poll, Stream};
 use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Handle, Timeout};
 
-use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
+use crate::limits::{yield_to_other_tasks, POLL_BUDGET};
+
+mod addresses;
 
 /// A stream of connections accepted on a changing set of addresses.
 ///
@@ -43,9 +46,13 @@ use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
 /// tells which one it chose. When several lists are ready at once, only the
 /// last one is applied.
 ///
-/// Lists are read when this stream is polled. Behind
-/// [`listen(n)`](crate::ListenExt::listen) that doesn't happen while all `n`
-/// connections are busy, so a reload then waits until a connection finishes.
+/// Lists are read, and failed binds retried, by a small task of this stream's
+/// own on the event loop, started at the first poll: a reload takes effect at
+/// once even while nothing polls this stream, e.g. while all `n` connections
+/// of [`listen(n)`](crate::ListenExt::listen) are busy (a removed address
+/// stops accepting, an added one is bound and its backlog fills until a slot
+/// frees). That task needs the address stream to be `'static`; it ends when
+/// the address stream ends or this stream is dropped.
 ///
 /// # Bind failures
 ///
@@ -80,8 +87,8 @@ use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
 /// * When the address stream fails, the failure is logged at `error` (the
 ///   error value itself is not printed: this type asks nothing of it, so log it
 ///   in the stream if it matters) and the stream ends the same way.
-/// * If a retry timer fails (its event loop is gone), its error is returned as
-///   the stream's error and the bind is tried again at the next poll.
+/// * If a retry timer fails (its event loop is gone), that is logged at
+///   `error` and the bind is tried again at once.
 ///
 /// # Fairness
 ///
@@ -128,16 +135,31 @@ use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
 /// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct BindMany<S> {
-    addresses: S,
-    ended: bool,
+    /// Shared with the address task, which holds it weakly: dropping this
+    /// stream closes every listener and ends that task.
+    shared: Rc<RefCell<Shared<S>>>,
     handle: Handle,
-    retry_interval: Duration,
-    /// In the order of the latest address list, without duplicates.
-    listeners: Vec<Entry>,
+    /// The address task was spawned.
+    started: bool,
     /// Where the next poll starts looking for a connection.
     next: usize,
     /// Results yielded since the stream last returned `NotReady`.
     streak: usize,
+}
+
+/// What the accept side and the address task share.
+struct Shared<S> {
+    /// `None` only inside [`BindMany::into_inner`].
+    addresses: Option<S>,
+    /// The address stream ended or failed: every listener is closed.
+    ended: bool,
+    retry_interval: Duration,
+    /// In the order of the latest address list, without duplicates.
+    listeners: Vec<Entry>,
+    /// The task that polls this stream, woken when listeners change.
+    accept_task: Option<Task>,
+    /// The address task, woken when this stream is dropped so that it ends.
+    address_task: Option<Task>,
 }
 
 /// One address of the set and what became of it.
@@ -152,7 +174,7 @@ enum State {
         local: SocketAddr,
     },
     /// Binding failed `failures` times; the next try is when `timer` fires
-    /// (or at the next poll if there is no timer).
+    /// (or at the next poll of the address task if there is no timer).
     Retrying {
         timer: Option<Timeout>,
         failures: u32,
@@ -161,7 +183,8 @@ enum State {
 
 impl<S> BindMany<S> {
     /// Makes a stream that listens on the addresses of the latest list from
-    /// `addresses`, with its sockets and timers on `handle`'s event loop.
+    /// `addresses`, with its sockets, timers and address task on `handle`'s
+    /// event loop.
     ///
     /// Nothing is bound before the stream is polled and the address stream
     /// yields its first list.
@@ -183,11 +206,16 @@ impl<S> BindMany<S> {
     /// ```
     pub fn new(addresses: S, handle: &Handle) -> BindMany<S> {
         BindMany {
-            addresses,
-            ended: false,
+            shared: Rc::new(RefCell::new(Shared {
+                addresses: Some(addresses),
+                ended: false,
+                retry_interval: Duration::from_secs(1),
+                listeners: Vec::new(),
+                accept_task: None,
+                address_task: None,
+            })),
             handle: handle.clone(),
-            retry_interval: Duration::from_secs(1),
-            listeners: Vec::new(),
+            started: false,
             next: 0,
             streak: 0,
         }
@@ -217,7 +245,7 @@ impl<S> BindMany<S> {
     /// listeners.retry_interval(Duration::from_millis(250));
     /// ```
     pub fn retry_interval(&mut self, interval: Duration) -> &mut Self {
-        self.retry_interval = interval;
+        self.shared.borrow_mut().retry_interval = interval;
         self
     }
 
@@ -246,7 +274,9 @@ impl<S> BindMany<S> {
     /// }
     /// ```
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
+        self.shared
+            .borrow()
+            .listeners
             .iter()
             .filter_map(|entry| match entry.state {
                 State::Listening { local, .. } => Some(local),
@@ -257,104 +287,72 @@ impl<S> BindMany<S> {
 
     /// The stream of address lists.
     ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::SocketAddr;
-    ///
-    /// use futures::sync::mpsc;
-    /// use tk_listen::BindMany;
-    /// use tokio_core::reactor::Core;
-    ///
-    /// let core = Core::new().unwrap();
-    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
-    /// let listeners = BindMany::new(addresses, &core.handle());
-    /// let _addresses = listeners.get_ref();
-    /// # drop(reload);
-    /// ```
-    pub fn get_ref(&self) -> &S {
-        &self.addresses
+    /// A borrow of the state this stream shares with its address task: drop
+    /// it before the event loop turns again (holding it across a turn makes
+    /// the address task panic on a `RefCell` borrow).
+    pub fn get_ref(&self) -> Ref<'_, S> {
+        Ref::map(self.shared.borrow(), Shared::addresses)
     }
 
-    /// The stream of address lists, mutably.
-    ///
-    /// Take care not to pull lists out of it directly: this stream would never
-    /// see them, and keep listening on the old addresses.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::SocketAddr;
-    ///
-    /// use futures::sync::mpsc;
-    /// use tk_listen::BindMany;
-    /// use tokio_core::reactor::Core;
-    ///
-    /// let core = Core::new().unwrap();
-    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
-    /// let mut listeners = BindMany::new(addresses, &core.handle());
-    /// // For instance, stop taking reloads: the address stream ends at the next poll.
-    /// listeners.get_mut().close();
-    /// drop(reload);
-    /// ```
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.addresses
+    /// The stream of address lists, mutably; the same borrow rule as
+    /// [`get_ref`](BindMany::get_ref). Lists pulled out of it directly are
+    /// never applied.
+    pub fn get_mut(&mut self) -> RefMut<'_, S> {
+        RefMut::map(self.shared.borrow_mut(), |shared| {
+            shared.addresses.as_mut().expect(ADDRESSES_TAKEN)
+        })
     }
 
-    /// The stream of address lists; every listening socket is closed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::SocketAddr;
-    ///
-    /// use futures::sync::mpsc;
-    /// use tk_listen::BindMany;
-    /// use tokio_core::reactor::Core;
-    ///
-    /// let core = Core::new().unwrap();
-    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
-    /// let listeners = BindMany::new(addresses, &core.handle());
-    /// let addresses = listeners.into_inner(); // every listener closed
-    /// # drop((reload, addresses));
-    /// ```
+    /// The stream of address lists; every listening socket is closed and the
+    /// address task ends.
     pub fn into_inner(self) -> S {
-        self.addresses
+        let addresses = self.shared.borrow_mut().addresses.take();
+        addresses.expect(ADDRESSES_TAKEN)
     }
 }
 
+const ADDRESSES_TAKEN: &str = "BindMany: the address stream was taken by into_inner";
+
 impl<S> Stream for BindMany<S>
 where
-    S: Stream,
+    S: Stream + 'static,
     S::Item: IntoIterator<Item = SocketAddr>,
 {
     type Item = (TcpStream, SocketAddr);
     type Error = io::Error;
 
     fn poll(&mut self) -> Poll<Option<Self::Item>, io::Error> {
-        if self.ended {
+        if !self.started {
+            self.started = true;
+            self.handle
+                .spawn(addresses::task(&self.shared, &self.handle));
+        }
+        let mut shared = self.shared.borrow_mut();
+        if shared.ended {
             return Ok(Async::Ready(None));
         }
-        if let Some(addresses) = self.poll_addresses() {
-            self.replace(addresses);
-        }
-        if self.ended {
-            return Ok(Async::Ready(None));
+        if !shared.accept_task.as_ref().is_some_and(Task::will_notify_current) {
+            shared.accept_task = Some(task::current());
         }
         if self.streak >= POLL_BUDGET {
             self.streak = 0;
             return Ok(yield_to_other_tasks());
         }
-        let count = self.listeners.len();
+        let count = shared.listeners.len();
         let start = self.next;
         for i in 0..count {
             let index = (start + i) % count;
-            let result = self.poll_entry(index);
-            if !matches!(result, Ok(Async::NotReady)) {
-                self.next = (index + 1) % count;
-                self.streak += 1;
-                return result.map(|ready| ready.map(Some));
-            }
+            let result = match &mut shared.listeners[index].state {
+                State::Listening { listener, .. } => match listener.accept() {
+                    Ok(accepted) => Ok(accepted),
+                    Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => Err(e),
+                },
+                State::Retrying { .. } => continue,
+            };
+            self.next = (index + 1) % count;
+            self.streak += 1;
+            return result.map(|accepted| Async::Ready(Some(accepted)));
         }
         self.streak = 0;
         Ok(Async::NotReady)
@@ -363,10 +361,11 @@ where
 
 impl<S> fmt::Debug for BindMany<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.shared.borrow();
         f.debug_struct("BindMany")
-            .field("listeners", &self.listeners)
-            .field("retry_interval", &self.retry_interval)
-            .field("ended", &self.ended)
+            .field("listeners", &shared.listeners)
+            .field("retry_interval", &shared.retry_interval)
+            .field("ended", &shared.ended)
             .finish_non_exhaustive()
     }
 }
@@ -388,176 +387,18 @@ impl fmt::Debug for Entry {
     }
 }
 
-impl<S> BindMany<S>
-where
-    S: Stream,
-    S::Item: IntoIterator<Item = SocketAddr>,
-{
-    /// Takes every list the address stream has ready and returns the last
-    /// one; marks the stream ended if the address stream ended or failed.
-    fn poll_addresses(&mut self) -> Option<S::Item> {
-        let mut latest = None;
-        for _ in 0..POLL_BUDGET {
-            match self.addresses.poll() {
-                Ok(Async::Ready(Some(addresses))) => latest = Some(addresses),
-                Ok(Async::NotReady) => return latest,
-                Ok(Async::Ready(None)) => {
-                    info!("address stream ended; closing all listeners");
-                    self.end();
-                    return None;
-                }
-                Err(_) => {
-                    error!("address stream failed; closing all listeners");
-                    self.end();
-                    return None;
-                }
-            }
-        }
-        // Lists keep coming: apply the latest, and come back for the rest
-        // after the other tasks had their turn.
-        task::current().notify();
-        latest
+impl<S> Shared<S> {
+    fn addresses(&self) -> &S {
+        self.addresses.as_ref().expect(ADDRESSES_TAKEN)
     }
 }
 
-impl<S> BindMany<S> {
-    fn end(&mut self) {
-        self.ended = true;
-        for entry in mem::take(&mut self.listeners) {
-            entry.close();
+impl<S> Drop for Shared<S> {
+    /// The listeners close with it; the address task, woken, finds the state
+    /// gone and ends.
+    fn drop(&mut self) {
+        if let Some(task) = self.address_task.take() {
+            task.notify();
         }
     }
-
-    /// Makes `addresses` the set of listened addresses, keeping the sockets
-    /// of the addresses that stay.
-    fn replace<I: IntoIterator<Item = SocketAddr>>(&mut self, addresses: I) {
-        let mut wanted = Vec::new();
-        let mut seen = HashSet::new();
-        for requested in addresses {
-            if seen.insert(requested) {
-                wanted.push(requested); // first occurrence; duplicates skipped
-            }
-        }
-        // Close what leaves before binding what comes: a new address may
-        // overlap a removed one (`0.0.0.0:80` replacing `127.0.0.1:80`).
-        let mut kept = HashMap::new();
-        for entry in mem::take(&mut self.listeners) {
-            if seen.contains(&entry.requested) {
-                kept.insert(entry.requested, entry);
-            } else {
-                entry.close();
-            }
-        }
-        let (handle, interval) = (&self.handle, self.retry_interval);
-        self.listeners = wanted
-            .into_iter()
-            .map(|requested| {
-                kept.remove(&requested).unwrap_or_else(|| Entry {
-                    requested,
-                    state: bind(requested, handle, interval, 0),
-                })
-            })
-            .collect();
-        self.next = 0;
-    }
-
-    /// Accepts one connection from the listener at `index`, or binds its
-    /// address again if the retry is due.
-    fn poll_entry(&mut self, index: usize) -> Poll<(TcpStream, SocketAddr), io::Error> {
-        let entry = &mut self.listeners[index];
-        if let State::Retrying { timer, failures } = &mut entry.state {
-            if let Some(pending) = timer {
-                match pending.poll() {
-                    Ok(Async::NotReady) => return Ok(Async::NotReady),
-                    Ok(Async::Ready(())) => {}
-                    Err(e) => {
-                        error!("bind retry timer for {} failed: {}", entry.requested, e);
-                        *timer = None;
-                        return Err(e);
-                    }
-                }
-            }
-            let failures = *failures;
-            entry.state = bind(entry.requested, &self.handle, self.retry_interval, failures);
-        }
-        match &mut entry.state {
-            State::Listening { listener, .. } => match listener.accept() {
-                Ok(accepted) => Ok(Async::Ready(accepted)),
-                Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Async::NotReady),
-                Err(e) => Err(e),
-            },
-            // Failed again; `bind` polled the new timer, which wakes the task.
-            State::Retrying { .. } => Ok(Async::NotReady),
-        }
-    }
-}
-
-impl Entry {
-    fn close(self) {
-        match self.state {
-            State::Listening { local, .. } => {
-                info!(
-                    "stopped listening on {} (requested {})",
-                    local, self.requested
-                )
-            }
-            State::Retrying { .. } => info!("no longer trying to listen on {}", self.requested),
-        }
-    }
-}
-
-/// Binds `requested`; on failure schedules a retry after `interval`.
-/// `failures` counts the tries that failed before this one.
-fn bind(requested: SocketAddr, handle: &Handle, interval: Duration, failures: u32) -> State {
-    let bound = TcpListener::bind(&requested, handle)
-        .and_then(|listener| Ok((listener.local_addr()?, listener)));
-    match bound {
-        Ok((local, listener)) => {
-            if failures == 0 {
-                info!("listening on {} (requested {})", local, requested);
-            } else {
-                info!(
-                    "listening on {} (requested {}) after {} failed attempts",
-                    local, requested, failures
-                );
-            }
-            State::Listening { listener, local }
-        }
-        Err(e) => {
-            if failures == 0 {
-                error!(
-                    "cannot listen on {}: {}; retrying every {:?}",
-                    requested, e, interval
-                );
-            } else {
-                debug!(
-                    "still cannot listen on {}: {} (attempt {})",
-                    requested,
-                    e,
-                    failures + 1
-                );
-            }
-            State::Retrying {
-                timer: retry_timer(requested, interval, handle),
-                failures: failures + 1,
-            }
-        }
-    }
-}
-
-/// A timer for the next bind of `requested`, already polled once so that it
-/// wakes the current task. `None` means "retry at the next poll", and this
-/// task is woken for it.
-fn retry_timer(requested: SocketAddr, interval: Duration, handle: &Handle) -> Option<Timeout> {
-    let polled = timer(interval, handle).and_then(|mut timer| match timer.poll()? {
-        Async::NotReady => Ok(Some(timer)),
-        Async::Ready(()) => Ok(None),
-    });
-    match polled {
-        Ok(Some(timer)) => return Some(timer),
-        Ok(None) => {}
-        Err(e) => error!("bind retry timer for {} failed: {}", requested, e),
-    }
-    task::current().notify();
-    None
 }
