@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{self, SocketAddr};
 use std::rc::Rc;
-use std::sync::{mpsc as std_mpsc, Mutex, Once};
+use std::sync::{mpsc as std_mpsc, Condvar, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,9 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{assert_refused, connect, free_addrs, wait_until_bound, GENEROUS};
+use support::{
+    assert_refused, connect, free_addrs, read_reply, wait_until_bound, GENEROUS,
+};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -193,10 +195,16 @@ fn any_port() -> SocketAddr {
 }
 
 /// The log records of this test binary, kept to check what was logged at
-/// which level.
-struct Capture(Mutex<Vec<(Level, String)>>);
+/// which level; `added` signals each new record.
+struct Capture {
+    lines: Mutex<Vec<(Level, String)>>,
+    added: Condvar,
+}
 
-static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+static CAPTURE: Capture = Capture {
+    lines: Mutex::new(Vec::new()),
+    added: Condvar::new(),
+};
 
 impl Log for Capture {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
@@ -206,11 +214,25 @@ impl Log for Capture {
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
             let line = record.args().to_string();
-            self.0.lock().unwrap().push((record.level(), line));
+            self.lines.lock().unwrap().push((record.level(), line));
+            self.added.notify_all();
         }
     }
 
     fn flush(&self) {}
+}
+
+/// Waits (at most [`GENEROUS`]) until a line that starts with `start` was
+/// logged.
+fn wait_logged(start: &str) {
+    let lines = CAPTURE.lines.lock().unwrap();
+    let (_lines, waited) = CAPTURE
+        .added
+        .wait_timeout_while(lines, GENEROUS, |lines| {
+            !lines.iter().any(|(_, line)| line.starts_with(start))
+        })
+        .unwrap();
+    assert!(!waited.timed_out(), "never logged: {}", start);
 }
 
 fn capture_logs() {
@@ -226,7 +248,7 @@ fn logged_levels_about(addr: SocketAddr) -> Vec<Level> {
     let addr = addr.to_string();
     let trim: &[char] = &[':', '(', ')', ';', ','];
     CAPTURE
-        .0
+        .lines
         .lock()
         .unwrap()
         .iter()
@@ -352,6 +374,8 @@ fn duplicates_are_bound_once_and_a_kept_address_is_not_rebound() {
         .read_exact(&mut hello)
         .expect("the client waiting in the backlog is served");
     assert_eq!(&hello, b"hello\n");
+    // Frees the slot, so that the stream is polled and reports its addresses.
+    drop(pending);
     let bound = server.wait_bound(|bound| bound.first() == Some(&other));
     assert_eq!(bound, vec![other, kept], "same listening socket, same port");
 }
@@ -522,4 +546,51 @@ fn a_flood_of_connections_lets_other_tasks_on_the_event_loop_run() {
         longest,
         seen
     );
+}
+
+#[test]
+fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
+    capture_logs();
+    let [removed, added] = free_addrs();
+    let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
+    let (release, released) = futures::sync::oneshot::channel::<()>();
+    let (accepted_tx, accepted) = std_mpsc::channel();
+    reload.unbounded_send(vec![removed]).unwrap();
+    let server = thread::spawn(move || {
+        let mut core = Core::new().expect("event loop");
+        let handle = core.handle();
+        let released = released.shared();
+        let server = BindMany::new(addresses, &handle)
+            .sleep_on_error(Duration::from_millis(100), &handle)
+            .map(move |(socket, _peer)| {
+                accepted_tx.send(()).unwrap();
+                released
+                    .clone()
+                    .then(move |_| tokio_io::io::write_all(socket, b"hello\n"))
+                    .map(|_| ())
+                    .map_err(|_| ())
+            })
+            .listen(1);
+        core.run(server)
+    });
+    wait_logged(&format!("listening on {}", removed));
+    let held = thread::spawn(move || read_reply(connect(removed)));
+    accepted.recv_timeout(GENEROUS).expect("first client accepted");
+
+    // The only slot is taken: nothing polls the accept side now.
+    reload.unbounded_send(vec![added]).unwrap();
+    wait_logged(&format!("listening on {}", added));
+    assert_refused(removed);
+    // The handshake completes in the kernel: the client waits in the backlog.
+    let waiting = connect(added);
+    assert!(
+        accepted.try_recv().is_err(),
+        "accepted a client while every slot was taken"
+    );
+
+    release.send(()).unwrap();
+    assert_eq!(held.join().unwrap().expect("held client"), b"hello\n");
+    assert_eq!(read_reply(waiting).expect("waiting client"), b"hello\n");
+    drop(reload);
+    assert_eq!(server.join().unwrap(), Ok(()));
 }

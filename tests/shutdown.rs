@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::future::Shared;
 use futures::sync::oneshot;
 use futures::{Future, Stream};
-use tk_listen::ListenExt;
+use tk_listen::{ListenExt, ListenStats};
 use tokio_core::net::TcpStream;
 use tokio_core::reactor::Timeout;
 
@@ -238,4 +238,131 @@ fn a_drain_deadline_cuts_connections_that_outlive_it() {
         assert_eq!(client.join().unwrap(), b"", "clients should see EOF");
     }
     assert_refused(server.addr);
+}
+
+/// Passes `stream` through and sends on `dropped` once it is dropped: for a
+/// listener, once its socket is closed.
+struct ReportDrop<S> {
+    stream: S,
+    /// Dropped after `stream` (fields drop in order).
+    dropped: SendOnDrop,
+}
+
+struct SendOnDrop(mpsc::Sender<()>);
+
+impl Drop for SendOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+impl<S: Stream> Stream for ReportDrop<S> {
+    type Item = S::Item;
+    type Error = S::Error;
+
+    fn poll(&mut self) -> futures::Poll<Option<S::Item>, S::Error> {
+        self.stream.poll()
+    }
+}
+
+/// `listen(max_connections).with_graceful_shutdown(stopped)`: connections
+/// wait for `release`; every accept is reported on `accepted`, the listener's
+/// close on `closed`.
+struct GracefulServer {
+    server: Server,
+    stats: ListenStats,
+    release: oneshot::Sender<()>,
+    accepted: mpsc::Receiver<()>,
+    closed: mpsc::Receiver<()>,
+}
+
+impl GracefulServer {
+    fn start(max_connections: usize, stopped: oneshot::Receiver<()>) -> GracefulServer {
+        init_logging();
+        let (release, released) = oneshot::channel::<()>();
+        let (accepted_tx, accepted) = mpsc::channel();
+        let (closed_tx, closed) = mpsc::channel();
+        let (stats_tx, stats) = mpsc::channel();
+        let server = Server::start(move |listener, handle| {
+            let released = released.shared();
+            let accepts = ReportDrop {
+                stream: listener.incoming().sleep_on_error(PAUSE, handle),
+                dropped: SendOnDrop(closed_tx),
+            };
+            let server = accepts
+                .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))
+                .listen(max_connections);
+            stats_tx.send(server.stats()).unwrap();
+            server.with_graceful_shutdown(stopped)
+        });
+        GracefulServer {
+            server,
+            stats: stats.recv_timeout(GENEROUS).expect("no stats"),
+            release,
+            accepted,
+            closed,
+        }
+    }
+
+    /// Waits until the listener is closed (bounded by [`GENEROUS`]).
+    fn wait_closed(&self) {
+        self.closed
+            .recv_timeout(GENEROUS)
+            .expect("the listener did not close after the signal");
+    }
+}
+
+#[test]
+fn a_full_server_refuses_new_clients_at_once_on_the_graceful_shutdown_signal() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let held = GracefulServer::start(2, stopped);
+    let clients = clients_in_flight(held.server.addr, 2, &held.accepted);
+
+    stop.send(()).unwrap();
+    // While both connections still run: the listener closes...
+    held.wait_closed();
+    assert_refused(held.server.addr);
+    assert!(
+        held.server.finished().is_none(),
+        "resolved with connections in flight"
+    );
+    assert_eq!(held.stats.running(), 2, "both slots still taken");
+
+    // ...they finish when released, and only then does the server resolve.
+    held.release.send(()).unwrap();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), b"hello\n");
+    }
+    assert_eq!(held.server.wait(), Ok(()));
+    assert_eq!((held.stats.started(), held.stats.finished()), (2, 2));
+}
+
+#[test]
+fn an_idle_server_resolves_and_refuses_clients_on_the_graceful_shutdown_signal() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let idle = GracefulServer::start(2, stopped);
+
+    stop.send(()).unwrap();
+
+    assert_eq!(idle.server.wait(), Ok(()));
+    idle.wait_closed();
+    assert_refused(idle.server.addr);
+    assert_eq!(idle.stats.started(), 0);
+}
+
+#[test]
+fn a_dropped_sender_shuts_a_full_server_down_gracefully() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let held = GracefulServer::start(1, stopped);
+    let clients = clients_in_flight(held.server.addr, 1, &held.accepted);
+
+    drop(stop);
+
+    held.wait_closed();
+    assert_refused(held.server.addr);
+    held.release.send(()).unwrap();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), b"hello\n");
+    }
+    assert_eq!(held.server.wait(), Ok(()));
 }
