@@ -20,9 +20,7 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{
-    assert_refused, connect, free_addrs, read_reply, wait_until_bound, GENEROUS,
-};
+use support::{assert_refused, connect, free_addrs, read_reply, wait_until_bound, GENEROUS};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -575,7 +573,9 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
     });
     wait_logged(&format!("listening on {}", removed));
     let held = thread::spawn(move || read_reply(connect(removed)));
-    accepted.recv_timeout(GENEROUS).expect("first client accepted");
+    accepted
+        .recv_timeout(GENEROUS)
+        .expect("first client accepted");
 
     // The only slot is taken: nothing polls the accept side now.
     reload.unbounded_send(vec![added]).unwrap();

@@ -12,7 +12,7 @@ use futures::sync::oneshot;
 use futures::task::{self, Task};
 use futures::{Async, Future, Poll, Stream};
 use proptest::prelude::*;
-use tk_listen::{Listen, ListenExt};
+use tk_listen::{Listen, ListenExt, ListenStats};
 use tokio_core::reactor::Core;
 
 use support::{poll_future_once, progress_when_another_task_ran, spawn, CountingNotify};
@@ -93,14 +93,21 @@ impl Future for Connection {
     type Error = ();
 
     fn poll(&mut self) -> Poll<(), ()> {
-        let succeeded = match self.finished.poll() {
-            Ok(Async::NotReady) => return Ok(Async::NotReady),
-            Ok(Async::Ready(succeeded)) => succeeded,
-            Err(oneshot::Canceled) => panic!("the test dropped a connection's sender"),
-        };
+        let finished = self.finished.poll();
+        if let Ok(Async::NotReady) = finished {
+            return Ok(Async::NotReady);
+        }
         let mut script = self.script.borrow_mut();
         script.in_flight -= 1;
         script.finished += 1;
+        let succeeded = match finished {
+            Ok(Async::Ready(succeeded)) => succeeded,
+            // `Harness::panic` dropped the sender.
+            _ => {
+                drop(script);
+                panic!("a mock connection panics on purpose");
+            }
+        };
         if succeeded {
             Ok(Async::Ready(()))
         } else {
@@ -113,6 +120,7 @@ impl Future for Connection {
 struct Harness {
     script: Shared,
     listen: Spawn<Listen<Accepts>>,
+    stats: ListenStats,
     notify: NotifyHandle,
 }
 
@@ -120,11 +128,13 @@ impl Harness {
     fn new(max_connections: usize, waiting: usize) -> Harness {
         let script = Shared::default();
         script.borrow_mut().waiting = waiting;
-        let listen = spawn(Accepts(script.clone()).listen(max_connections));
+        let listen = Accepts(script.clone()).listen(max_connections);
+        let stats = listen.stats();
         let (_, notify) = CountingNotify::handle();
         Harness {
             script,
-            listen,
+            listen: spawn(listen),
+            stats,
             notify,
         }
     }
@@ -135,16 +145,36 @@ impl Harness {
 
     /// Finishes the `nth` connection still running (in acceptance order).
     fn finish(&mut self, nth: usize, succeed: bool) {
+        self.take_sender(nth).send(succeed).unwrap();
+    }
+
+    /// Makes the `nth` connection still running panic at its next poll.
+    fn panic(&mut self, nth: usize) {
+        drop(self.take_sender(nth));
+    }
+
+    fn take_sender(&mut self, nth: usize) -> oneshot::Sender<bool> {
         let mut script = self.script.borrow_mut();
-        let sender = script
+        script
             .running
             .iter_mut()
             .filter(|s| s.is_some())
             .nth(nth)
             .expect("no such running connection")
             .take()
-            .unwrap();
-        sender.send(succeed).unwrap();
+            .unwrap()
+    }
+
+    /// `(started, running, finished, failed, panicked)`.
+    fn counts(&self) -> (u64, u64, u64, u64, u64) {
+        let s = &self.stats;
+        (
+            s.started(),
+            s.running(),
+            s.finished(),
+            s.failed(),
+            s.panicked(),
+        )
     }
 
     fn running(&self) -> usize {
@@ -295,6 +325,10 @@ proptest! {
             }
             prop_assert_eq!(server.poll(), Ok(Async::NotReady), "resolved before the end");
             prop_assert!(server.script.borrow().in_flight <= max_connections);
+            let (started, running, finished, failed, panicked) = server.counts();
+            prop_assert!(running <= max_connections as u64);
+            prop_assert_eq!(started, finished + failed + panicked + running);
+            prop_assert_eq!(running, server.running() as u64);
         }
 
         // The stream ends; drain in a random order. It resolves exactly when
@@ -311,6 +345,8 @@ proptest! {
             server.finish(order.next().unwrap() % running, true);
             prop_assert!(server.script.borrow().in_flight <= max_connections);
             resolved = server.poll() == Ok(Async::Ready(()));
+            let (started, running, finished, failed, panicked) = server.counts();
+            prop_assert_eq!(started, finished + failed + panicked + running);
         }
         prop_assert!(resolved, "never resolved");
         let script = server.script.borrow();
@@ -318,4 +354,32 @@ proptest! {
         prop_assert_eq!(server.running(), 0);
         prop_assert_eq!(script.waiting, 0);
     }
+}
+
+#[test]
+fn the_counters_follow_every_start_and_end_exactly() {
+    let mut server = Harness::new(2, 4);
+    assert_eq!(server.stats.max_connections(), 2);
+    assert_eq!(
+        server.counts(),
+        (0, 0, 0, 0, 0),
+        "nothing before the first poll"
+    );
+
+    assert_eq!(server.poll(), Ok(Async::NotReady));
+    assert_eq!(server.counts(), (2, 2, 0, 0, 0), "two started, two wait");
+    server.finish(0, true);
+    assert_eq!(server.poll(), Ok(Async::NotReady));
+    assert_eq!(server.counts(), (3, 2, 1, 0, 0));
+    server.finish(0, false);
+    assert_eq!(server.poll(), Ok(Async::NotReady));
+    assert_eq!(server.counts(), (4, 2, 1, 1, 0));
+    server.panic(1);
+    assert_eq!(server.poll(), Ok(Async::NotReady));
+    assert_eq!(server.counts(), (4, 1, 1, 1, 1), "the panic freed its slot");
+
+    Script::update(&server.script, |s| s.ended = true);
+    server.finish(0, true);
+    assert_eq!(server.poll(), Ok(Async::Ready(())));
+    assert_eq!(server.counts(), (4, 0, 2, 1, 1));
 }

@@ -48,7 +48,11 @@ where
         if shared.ended || shared.addresses.is_none() {
             return Ok(Async::Ready(()));
         }
-        if !shared.address_task.as_ref().is_some_and(Task::will_notify_current) {
+        if !shared
+            .address_task
+            .as_ref()
+            .is_some_and(Task::will_notify_current)
+        {
             shared.address_task = Some(task::current());
         }
         let mut changed = false;

@@ -331,7 +331,11 @@ where
         if shared.ended {
             return Ok(Async::Ready(None));
         }
-        if !shared.accept_task.as_ref().is_some_and(Task::will_notify_current) {
+        if !shared
+            .accept_task
+            .as_ref()
+            .is_some_and(Task::will_notify_current)
+        {
             shared.accept_task = Some(task::current());
         }
         if self.streak >= POLL_BUDGET {

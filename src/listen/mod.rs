@@ -56,14 +56,15 @@ where
         "listen(0) would never accept a connection and never resolve; \
          pass the maximum number of connections to serve at once (at least 1)"
     );
+    let stats = ListenStats::new(max_connections);
     Listen {
         stream: Some(stream),
         stream_ended: false,
         stream_may_be_ready: true,
-        connections: Pool::new(),
+        connections: Pool::new(stats.clone()),
         wakeups: Arc::new(Wakeups::default()),
         woken: Vec::new(),
-        stats: ListenStats::new(max_connections),
+        stats,
     }
 }
 
@@ -260,9 +261,8 @@ where
             handled += 1;
             if id == STREAM {
                 self.stream_may_be_ready = true;
-            } else if let Some(outcome) = self.connections.poll(id, &self.wakeups) {
+            } else if self.connections.poll(id, &self.wakeups) {
                 budget -= 1;
-                self.stats.record_end(outcome);
             }
         }
         self.woken.drain(..handled);
@@ -275,13 +275,8 @@ where
             match polled? {
                 Async::Ready(Some(connection)) => {
                     budget -= 1;
-                    self.stats.record_start();
-                    let started = self
-                        .connections
-                        .start(connection.into_future(), &self.wakeups);
-                    if let Some(outcome) = started {
-                        self.stats.record_end(outcome);
-                    }
+                    let future = connection.into_future();
+                    self.connections.start(future, &self.wakeups);
                 }
                 Async::Ready(None) => self.stream_ended = true,
                 // It will wake this task with the id `STREAM`.

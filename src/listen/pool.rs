@@ -19,7 +19,7 @@ use futures::task::{self, Task};
 use futures::{Async, Future};
 use log::error;
 
-use crate::stats::Outcome;
+use crate::stats::{ListenStats, Outcome};
 
 /// The wake-up id of the stream; connection `i` has id `i + 1`.
 pub(super) const STREAM: usize = 0;
@@ -30,17 +30,22 @@ pub(super) struct Pool<F> {
     /// Empty slots, reused last-freed first.
     free: Vec<usize>,
     running: usize,
+    /// Counts every start and end, the end before the future is dropped (and
+    /// with it, say, the socket closed), so that a client that sees its
+    /// connection close sees it counted.
+    stats: ListenStats,
 }
 
 impl<F> Pool<F>
 where
     F: Future<Item = (), Error = ()>,
 {
-    pub(super) fn new() -> Pool<F> {
+    pub(super) fn new(stats: ListenStats) -> Pool<F> {
         Pool {
             slots: Vec::new(),
             free: Vec::new(),
             running: 0,
+            stats,
         }
     }
 
@@ -49,33 +54,37 @@ where
     }
 
     /// Polls a new connection once, and keeps it if it is still running.
-    pub(super) fn start(&mut self, mut future: F, wakeups: &Arc<Wakeups>) -> Option<Outcome> {
+    pub(super) fn start(&mut self, mut future: F, wakeups: &Arc<Wakeups>) {
+        self.stats.record_start();
         let slot = self.free.last().copied().unwrap_or(self.slots.len());
-        let outcome = poll_connection(&mut future, slot + 1, wakeups);
-        if outcome.is_none() {
-            if slot == self.slots.len() {
-                self.slots.push(Some(future));
-            } else {
-                self.free.pop();
-                self.slots[slot] = Some(future);
-            }
-            self.running += 1;
+        if let Some(outcome) = poll_connection(&mut future, slot + 1, wakeups) {
+            self.stats.record_end(outcome);
+            return;
         }
-        outcome
+        if slot == self.slots.len() {
+            self.slots.push(Some(future));
+        } else {
+            self.free.pop();
+            self.slots[slot] = Some(future);
+        }
+        self.running += 1;
     }
 
     /// Polls the connection with wake-up id `id`, if it still runs, and
-    /// frees its slot if it ended.
-    pub(super) fn poll(&mut self, id: usize, wakeups: &Arc<Wakeups>) -> Option<Outcome> {
+    /// frees its slot if it ended; says whether it ended.
+    pub(super) fn poll(&mut self, id: usize, wakeups: &Arc<Wakeups>) -> bool {
         let slot = id - 1;
-        let future = self.slots.get_mut(slot)?.as_mut()?;
-        let outcome = poll_connection(future, id, wakeups);
-        if outcome.is_some() {
-            self.slots[slot] = None;
-            self.free.push(slot);
-            self.running -= 1;
-        }
-        outcome
+        let Some(Some(future)) = self.slots.get_mut(slot) else {
+            return false; // a late wake-up of a connection that ended
+        };
+        let Some(outcome) = poll_connection(future, id, wakeups) else {
+            return false;
+        };
+        self.stats.record_end(outcome);
+        self.slots[slot] = None;
+        self.free.push(slot);
+        self.running -= 1;
+        true
     }
 }
 
