@@ -205,3 +205,46 @@ fn a_request_waits_in_the_backlog_while_every_slot_is_taken() {
     assert_eq!(finish(waiting), server::BODY);
     assert!(rest.is_empty(), "the silent client got an answer");
 }
+
+/// The counters of `GET /stats`, by name.
+fn stats(addr: SocketAddr) -> std::collections::HashMap<String, f64> {
+    let mut command = curl();
+    command.arg(format!("http://{}/stats", addr));
+    finish(spawn(command))
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(' ').expect("`name value` lines");
+            (name.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_stats_page_counts_a_burst_above_the_limit() {
+    const LIMIT: usize = 2;
+    const REQUESTS: usize = 16;
+    const READINGS: usize = 3;
+    let server = start(LIMIT, GENEROUS);
+    let requests = burst(server.addr, REQUESTS);
+    for _ in 0..READINGS {
+        let now = stats(server.addr);
+        assert_eq!(now["tk_listen_connections_max"], LIMIT as f64);
+        assert!(
+            now["tk_listen_connections_running"] >= 1.0
+                && now["tk_listen_connections_running"] <= LIMIT as f64,
+            "running: {:?}",
+            now
+        );
+    }
+    assert_all_ok(&finish(requests), REQUESTS);
+
+    let last = stats(server.addr);
+    // Every request so far, this one included (still running as it reads).
+    let served = (REQUESTS + READINGS) as f64;
+    assert_eq!(last["tk_listen_connections_started_total"], served + 1.0);
+    assert_eq!(last["tk_listen_accepted_total"], served + 1.0);
+    assert_eq!(last["tk_listen_connections_finished_total"], served);
+    assert_eq!(last["tk_listen_connections_running"], 1.0);
+    assert_eq!(last["tk_listen_connections_panicked_total"], 0.0);
+    assert_eq!(last["tk_listen_accept_pauses_total"], 0.0);
+}

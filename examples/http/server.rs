@@ -2,19 +2,25 @@
 //! connection limit and a per-connection deadline. `tests/http.rs` runs this
 //! same module (with `#[path]`) and checks it with `curl`.
 //!
+//! `GET /stats` answers the live counters of the accept loop as plain text,
+//! one `name value` per line (the Prometheus text exposition format).
+//!
 //! Each connection answers one request and closes (`Connection: close`). A
 //! connection gets at most `deadline` from accept to close, for reading the
 //! request head and writing the answer: a client that sends nothing (or
 //! trickles its request, or doesn't read the answer) is dropped then, so slow
 //! clients can't hold the `listen(n)` slots forever.
 
+use std::cell::OnceCell;
+use std::fmt::Write;
 use std::io::{self, BufReader, Read};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::{self, Either, Loop};
 use futures::{Future, IntoFuture, Stream};
-use tk_listen::ListenExt;
+use tk_listen::{AcceptStats, ListenExt, ListenStats};
 use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Handle, Timeout};
 
@@ -43,11 +49,59 @@ pub fn serve(
     config: Config,
 ) -> impl Future<Item = (), Error = ()> {
     let conn_handle = handle.clone();
-    listener
+    let accepts = listener
         .incoming()
-        .sleep_on_error(Duration::from_millis(100), handle)
-        .map(move |(socket, peer)| connection(socket, peer, config.deadline, &conn_handle))
-        .listen(config.max_connections)
+        .sleep_on_error(Duration::from_millis(100), handle);
+    // The connections answer `/stats` from the counters of the very pipeline
+    // they run in, which exists only once they are part of it.
+    let stats = Rc::new(OnceCell::new());
+    let accept_stats = accepts.stats();
+    let conn_stats = stats.clone();
+    let server = accepts
+        .map(move |(socket, peer)| {
+            let stats = conn_stats.get().cloned();
+            connection(socket, peer, config.deadline, stats, &conn_handle)
+        })
+        .listen(config.max_connections);
+    let _ = stats.set(Stats {
+        listen: server.stats(),
+        accept: accept_stats,
+    });
+    server
+}
+
+/// The counters `/stats` shows.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    listen: ListenStats,
+    accept: AcceptStats,
+}
+
+impl Stats {
+    /// The counters in the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let (l, a) = (&self.listen, &self.accept);
+        let lines: [(&str, f64); 10] = [
+            ("tk_listen_connections_max", l.max_connections() as f64),
+            ("tk_listen_connections_running", l.running() as f64),
+            ("tk_listen_connections_started_total", l.started() as f64),
+            ("tk_listen_connections_finished_total", l.finished() as f64),
+            ("tk_listen_connections_failed_total", l.failed() as f64),
+            ("tk_listen_connections_panicked_total", l.panicked() as f64),
+            ("tk_listen_accepted_total", a.accepted() as f64),
+            ("tk_listen_accept_errors_skipped_total", a.skipped() as f64),
+            ("tk_listen_accept_pauses_total", a.pauses() as f64),
+            (
+                "tk_listen_accept_paused_seconds_total",
+                a.paused_time().as_secs_f64(),
+            ),
+        ];
+        let mut text = String::new();
+        for (name, value) in lines {
+            let _ = writeln!(text, "{} {}", name, value);
+        }
+        text
+    }
 }
 
 /// One connection's whole life: read a request, answer, close; or give up
@@ -56,11 +110,12 @@ fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     deadline: Duration,
+    stats: Option<Stats>,
     handle: &Handle,
 ) -> impl Future<Item = (), Error = ()> {
     let timer = Timeout::new(deadline, handle).into_future().flatten();
     read_head(socket)
-        .and_then(move |(socket, head)| answer(socket, head, peer))
+        .and_then(move |(socket, head)| answer(socket, head, peer, stats))
         .select2(timer)
         .then(move |outcome| {
             match outcome {
@@ -114,13 +169,18 @@ fn answer(
     socket: TcpStream,
     head: Head,
     peer: SocketAddr,
+    stats: Option<Stats>,
 ) -> impl Future<Item = (), Error = io::Error> {
     let response = match head {
         Head::Complete(head) => match request_line(&head) {
             Some((method, target)) => {
                 log::info!("{}: {} {} -> 200", peer, method, target);
-                let body = if method == "HEAD" { "" } else { BODY };
-                response("200 OK", BODY.len(), body)
+                let body = match (target.as_str(), stats) {
+                    ("/stats", Some(stats)) => stats.prometheus(),
+                    _ => BODY.to_string(),
+                };
+                let sent = if method == "HEAD" { "" } else { body.as_str() };
+                response("200 OK", body.len(), sent)
             }
             None => {
                 log::info!("{}: malformed request -> 400", peer);
