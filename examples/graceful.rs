@@ -32,11 +32,9 @@ const USAGE: &str = "usage: graceful [ADDR] [DRAIN_SECONDS] [STOP_AFTER_SECONDS]
     if that is not given; then lets connections finish for DRAIN_SECONDS\n\
     (default 5) and closes the rest.";
 
-/// How many connections are running, and how many finished after the
-/// shutdown signal.
+/// How many connections finished after the shutdown signal.
 #[derive(Default)]
 struct Counts {
-    running: Cell<usize>,
     stopping: Cell<bool>,
     drained: Cell<usize>,
 }
@@ -71,31 +69,17 @@ fn main() {
     }
 
     let counts = Rc::new(Counts::default());
-    let on_signal = counts.clone();
-    handle.spawn(signal.clone().then(move |_| {
-        on_signal.stopping.set(true);
-        println!(
-            "stopped accepting; draining {} connection(s) for at most {:?}",
-            on_signal.running.get(),
-            drain
-        );
-        Ok(())
-    }));
-
     let conn_counts = counts.clone();
-    let drained = listener
+    let server = listener
         .incoming()
         .sleep_on_error(Duration::from_millis(100), &handle)
-        .take_until(signal.clone())
         .map(move |(socket, peer)| {
             let counts = conn_counts.clone();
-            counts.running.set(counts.running.get() + 1);
             echo(socket).then(move |result| {
                 match result {
                     Ok(bytes) => log::debug!("{}: echoed {} bytes", peer, bytes),
                     Err(e) => log::debug!("{}: {}", peer, e),
                 }
-                counts.running.set(counts.running.get() - 1);
                 if counts.stopping.get() {
                     counts.drained.set(counts.drained.get() + 1);
                 }
@@ -103,6 +87,21 @@ fn main() {
             })
         })
         .listen(1000);
+    let stats = server.stats();
+    // Stops accepting on the signal, even with all 1000 slots taken; resolves
+    // when the last running connection has finished.
+    let drained = server.with_graceful_shutdown(signal.clone());
+
+    let (on_signal, signal_stats) = (counts.clone(), stats.clone());
+    handle.spawn(signal.clone().then(move |_| {
+        on_signal.stopping.set(true);
+        println!(
+            "stopped accepting; draining {} connection(s) for at most {:?}",
+            signal_stats.running(),
+            drain
+        );
+        Ok(())
+    }));
 
     let timer_handle = handle.clone();
     let deadline = signal
@@ -117,7 +116,7 @@ fn main() {
     println!(
         "done: {} connection(s) drained, {} cut at the deadline",
         counts.drained.get(),
-        counts.running.get()
+        stats.running()
     );
 }
 
@@ -150,7 +149,7 @@ fn shutdown_signal(
                 let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
                 let _ = stop.send(());
             });
-            // A dropped sender counts as the signal too, with `take_until`.
+            // A dropped sender counts as the signal too.
             Box::new(stopped.map_err(|_| ()))
         }
     }

@@ -74,17 +74,38 @@ pub trait ListenExt: Stream {
     /// Each item is a connection's whole life as a future. While
     /// `max_connections` of them are running, the stream is not polled at all,
     /// so a listener's `accept()` is not called and new clients wait in the
-    /// kernel's backlog rather than taking memory and descriptors.
+    /// kernel's backlog rather than taking memory and descriptors. The
+    /// connections run inside the returned future, on the task that polls it.
     ///
-    /// Errors of the connection futures are ignored: log them in the future
-    /// itself (`.map_err(|e| log::error!(..))`). The returned future resolves
-    /// to `Ok(())` once the stream has ended and every connection has finished
-    /// (a graceful drain), or to the stream's own error as soon as the stream
-    /// fails, dropping the connections still running.
+    /// The returned future resolves to `Ok(())` once the stream has ended and
+    /// every connection has finished (a graceful drain), or to the stream's
+    /// own error as soon as the stream fails (dropping it drops the
+    /// connections still running). To stop accepting on a signal even while
+    /// every slot is taken, use
+    /// [`Listen::with_graceful_shutdown`](crate::Listen::with_graceful_shutdown).
     ///
-    /// One `poll` handles at most 64 finished connections; then it lets the
+    /// What happens to each connection, as counted by
+    /// [`Listen::stats`](crate::Listen::stats):
+    ///
+    /// | the connection future | what happens | logged at |
+    /// |---|---|---|
+    /// | resolves `Ok(())` | its slot is free again | nothing |
+    /// | resolves `Err(())` | the same: errors are ignored (log them in the future itself, `.map_err(\|e\| log::error!(..))`) | nothing |
+    /// | panics, on its first poll or a later one | the panic is caught, the future dropped and its slot freed; the other connections and the listener carry on | `error`, with the panic's message |
+    ///
+    /// Only the connection futures are guarded: a panic in the stream (the
+    /// listener, [`sleep_on_error`](ListenExt::sleep_on_error), or the closure
+    /// of a `map` that makes the connections) still unwinds through this future
+    /// and `Core::run`. The panic hook still runs first (by default it prints
+    /// the message to stderr), and a build with `panic = "abort"` aborts as
+    /// usual. Anything the panicking future shared with others (an
+    /// `Rc<RefCell<..>>`, say) is left as the panic left it.
+    ///
+    /// One `poll` starts or finishes at most 64 connections; then it lets the
     /// other tasks on the event loop run, so that a flood of short
-    /// connections can't monopolise it.
+    /// connections can't monopolise it. A woken connection is polled alone,
+    /// and the stream only when it woke the task itself: a connection's
+    /// wake-up never costs an `accept()` call.
     ///
     /// # Panics
     ///
@@ -134,7 +155,10 @@ pub trait ListenExt: Stream {
     ///
     /// While `listen(n)` is full it doesn't poll its stream, so the signal is
     /// only noticed (and the socket only closed) when a connection finishes;
-    /// until then new clients wait in the backlog as usual.
+    /// until then new clients wait in the backlog, and are reset when the
+    /// socket closes. A server that can fill up should use
+    /// [`Listen::with_graceful_shutdown`](crate::Listen::with_graceful_shutdown)
+    /// instead, which notices the signal at the cap too.
     ///
     /// To bound the drain, race the server against a
     /// [`Timeout`](tokio_core::reactor::Timeout) that starts when the signal
