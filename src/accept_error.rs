@@ -3,21 +3,14 @@
 use std::io;
 
 /// Is this `accept()` error about one connection only, so that the next
-/// `accept()` may well succeed at once?
+/// `accept()` may well succeed at once? Everything else is taken to be about
+/// the whole process or system, where retrying at once would only spin.
 ///
-/// This is the crate's error policy:
-///
-/// * `ConnectionRefused`, `ConnectionAborted` and `ConnectionReset`: the peer
-///   gave up between the handshake and our `accept()`.
-/// * On Linux (and the other unix targets that define them), the network errors
-///   that the `accept(2)` manual page says to treat like `EAGAIN`, because
-///   Linux passes pending network errors of the new socket through `accept()`:
-///   `ENETDOWN`, `EPROTO`, `ENOPROTOOPT`, `EHOSTDOWN`, `ENONET`, `EHOSTUNREACH`,
-///   `EOPNOTSUPP` and `ENETUNREACH`.
-///
-/// Everything else (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, and any error not
-/// known here) is taken to be about the whole process or system, where retrying
-/// at once would only spin.
+/// The policy itself, error by error, is documented in one place: the table
+/// in [`ListenExt::sleep_on_error`](crate::ListenExt::sleep_on_error). The
+/// network errors are there because Linux passes pending network errors of
+/// the new socket through `accept()`, and its `accept(2)` manual page says to
+/// retry them like `EAGAIN`.
 pub(crate) fn is_per_connection(err: &io::Error) -> bool {
     use io::ErrorKind::*;
     match err.kind() {

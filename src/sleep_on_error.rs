@@ -3,10 +3,11 @@ use std::io;
 use std::time::Duration;
 
 use futures::{Async, Future, Poll, Stream};
+use log::{debug, error, warn};
 use tokio_core::reactor::{Handle, Timeout};
 
 use crate::accept_error::is_per_connection;
-use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
+use crate::limits::{timer, yield_to_other_tasks, LONGEST_DELAY, POLL_BUDGET};
 use crate::stats::AcceptStats;
 
 /// A stream of accepted connections that skips per-connection errors and
@@ -44,21 +45,6 @@ impl<S> SleepOnError<S> {
     }
 
     /// The inner stream.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// use futures::stream;
-    /// use tk_listen::ListenExt;
-    /// use tokio_core::reactor::Core;
-    ///
-    /// let core = Core::new().unwrap();
-    /// let accepts = stream::iter_ok::<_, std::io::Error>(vec![1, 2, 3]);
-    /// let skipping = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
-    /// let _accepts = skipping.get_ref();
-    /// ```
     pub fn get_ref(&self) -> &S {
         &self.stream
     }
@@ -67,41 +53,11 @@ impl<S> SleepOnError<S> {
     ///
     /// Take care not to pull items or errors out of it directly: they would
     /// bypass the error policy of this stream.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// use futures::stream;
-    /// use tk_listen::ListenExt;
-    /// use tokio_core::reactor::Core;
-    ///
-    /// let core = Core::new().unwrap();
-    /// let accepts = stream::iter_ok::<_, std::io::Error>(vec![1, 2, 3]);
-    /// let mut skipping = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
-    /// let _accepts = skipping.get_mut();
-    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 
     /// The inner stream; a pause in progress is dropped.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// use futures::stream;
-    /// use tk_listen::ListenExt;
-    /// use tokio_core::reactor::Core;
-    ///
-    /// let core = Core::new().unwrap();
-    /// let accepts = stream::iter_ok::<_, std::io::Error>(vec![1, 2, 3]);
-    /// let skipping = accepts.sleep_on_error(Duration::from_millis(100), &core.handle());
-    /// let accepts = skipping.into_inner(); // the plain stream again
-    /// ```
     pub fn into_inner(self) -> S {
         self.stream
     }
@@ -140,7 +96,11 @@ impl<I, S: Stream<Item = I, Error = io::Error>> Stream for SleepOnError<S> {
                     }
                 }
                 Err(e) => {
-                    warn!("accept error: {}; pausing accepts for {:?}", e, self.delay);
+                    warn!(
+                        "accept error: {}; pausing accepts for {:?}",
+                        e,
+                        self.delay.min(LONGEST_DELAY)
+                    );
                     match timer(self.delay, &self.handle) {
                         Ok(timer) => self.pause = Some(Pause::new(timer, &e, &self.stats)),
                         Err(e) => {

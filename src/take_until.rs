@@ -1,6 +1,7 @@
 use std::fmt;
 
-use futures::{Async, Future, Poll, Stream};
+use futures::{try_ready, Async, Future, Poll, Stream};
+use log::info;
 
 /// A stream that ends as soon as a shutdown signal fires, and closes the
 /// inner stream at that moment.
@@ -26,19 +27,6 @@ pub(crate) fn new<S, F>(stream: S, signal: F) -> TakeUntil<S, F> {
 impl<S, F> TakeUntil<S, F> {
     /// The inner stream, or `None` once this stream has ended (the inner
     /// stream is dropped at that point).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use futures::sync::oneshot;
-    /// use futures::{stream, Stream};
-    /// use tk_listen::ListenExt;
-    ///
-    /// let (stop, stopped) = oneshot::channel::<()>();
-    /// let accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
-    /// assert!(accepts.get_ref().is_some()); // still running
-    /// # drop(stop);
-    /// ```
     pub fn get_ref(&self) -> Option<&S> {
         self.stream.as_ref()
     }
@@ -47,39 +35,12 @@ impl<S, F> TakeUntil<S, F> {
     ///
     /// Take care not to pull items out of it directly: they would not reach
     /// the consumer of this stream.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use futures::sync::oneshot;
-    /// use futures::{stream, Stream};
-    /// use tk_listen::ListenExt;
-    ///
-    /// let (stop, stopped) = oneshot::channel::<()>();
-    /// let mut accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
-    /// assert!(accepts.get_mut().is_some());
-    /// # drop(stop);
-    /// ```
     pub fn get_mut(&mut self) -> Option<&mut S> {
         self.stream.as_mut()
     }
 
     /// The inner stream, or `None` once this stream has ended; the signal is
     /// dropped.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use futures::sync::oneshot;
-    /// use futures::{stream, Stream};
-    /// use tk_listen::ListenExt;
-    ///
-    /// let (stop, stopped) = oneshot::channel::<()>();
-    /// let mut accepts = stream::iter_ok::<_, ()>(vec![1, 2]).take_until(stopped);
-    /// stop.send(()).unwrap();
-    /// assert_eq!(accepts.by_ref().wait().count(), 0); // stopped before any item
-    /// assert!(accepts.into_inner().is_none()); // the inner stream was dropped
-    /// ```
     pub fn into_inner(self) -> Option<S> {
         self.stream
     }

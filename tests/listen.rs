@@ -383,3 +383,16 @@ fn the_counters_follow_every_start_and_end_exactly() {
     assert_eq!(server.poll(), Ok(Async::Ready(())));
     assert_eq!(server.counts(), (4, 0, 2, 1, 1));
 }
+
+#[test]
+fn debug_shows_the_cap_and_counters_even_for_a_stream_with_a_closure() {
+    let connections = futures::stream::iter_ok::<_, ()>(vec![1, 2])
+        .map(|_| future::ok::<(), ()>(()))
+        .listen(7);
+    let printed = format!(
+        "{:?}",
+        connections.with_graceful_shutdown(future::empty::<(), ()>())
+    );
+    assert!(printed.contains("max_connections: 7"), "{}", printed);
+    assert!(printed.contains("running: 0"), "{}", printed);
+}
