@@ -82,6 +82,7 @@ mod bind;
 mod ext;
 mod limits;
 mod listen;
+mod shutdown;
 mod sleep_on_error;
 mod stats;
 mod take_until;

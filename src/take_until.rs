@@ -1,7 +1,8 @@
 use std::fmt;
 
 use futures::{try_ready, Async, Future, Poll, Stream};
-use log::info;
+
+use crate::shutdown::has_fired;
 
 /// A stream that ends as soon as a shutdown signal fires, and closes the
 /// inner stream at that moment.
@@ -79,17 +80,7 @@ impl<S: Stream, F: Future> Stream for TakeUntil<S, F> {
         // The signal goes first: it must be noticed even while the inner
         // stream has an item ready, and polling it registers this task to be
         // woken when it fires, even if no client ever connects again.
-        let fired = match self.signal.poll() {
-            Ok(Async::NotReady) => false,
-            Ok(Async::Ready(_)) => {
-                info!("shutdown signal received; no longer accepting connections");
-                true
-            }
-            Err(_) => {
-                info!("shutdown signal failed or was dropped; no longer accepting connections");
-                true
-            }
-        };
+        let fired = has_fired(&mut self.signal);
         if fired {
             self.stream = None;
             return Ok(Async::Ready(None));

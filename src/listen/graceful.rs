@@ -1,9 +1,9 @@
 use std::fmt;
 
-use futures::{Async, Future, IntoFuture, Poll, Stream};
-use log::info;
+use futures::{Future, IntoFuture, Poll, Stream};
 
 use super::Listen;
+use crate::shutdown::has_fired;
 use crate::stats::ListenStats;
 
 /// A [`Listen`] future that stops accepting when a signal fires.
@@ -73,18 +73,7 @@ where
         // doesn't poll its stream) and wins over a client ready to be
         // accepted. Polling it registers this task to be woken when it fires.
         if let Some(signal) = &mut self.signal {
-            let fired = match signal.poll() {
-                Ok(Async::NotReady) => false,
-                Ok(Async::Ready(_)) => {
-                    info!("shutdown signal received");
-                    true
-                }
-                Err(_) => {
-                    info!("shutdown signal failed or was dropped; shutting down");
-                    true
-                }
-            };
-            if fired {
+            if has_fired(signal) {
                 self.signal = None;
                 self.listen.stop_accepting();
             }
