@@ -8,19 +8,19 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{self, SocketAddr};
 use std::rc::Rc;
-use std::sync::{mpsc as std_mpsc, Condvar, Mutex, Once};
+use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use futures::sync::mpsc;
 use futures::{future, stream, task, Async, Future, Stream};
-use log::{Level, Log, Metadata, Record};
+use log::Level;
 use tk_listen::{BindMany, ListenExt};
 use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{assert_refused, connect, free_addrs, read_reply, wait_until_bound, GENEROUS};
+use support::{assert_refused, connect, free_addrs, logs, read_reply, wait_until_bound, GENEROUS};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -192,69 +192,17 @@ fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// The log records of this test binary, kept to check what was logged at
-/// which level; `added` signals each new record.
-struct Capture {
-    lines: Mutex<Vec<(Level, String)>>,
-    added: Condvar,
-}
-
-static CAPTURE: Capture = Capture {
-    lines: Mutex::new(Vec::new()),
-    added: Condvar::new(),
-};
-
-impl Log for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("tk_listen")
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let line = record.args().to_string();
-            self.lines.lock().unwrap().push((record.level(), line));
-            self.added.notify_all();
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-/// Waits (at most [`GENEROUS`]) until a line that starts with `start` was
-/// logged.
-fn wait_logged(start: &str) {
-    let lines = CAPTURE.lines.lock().unwrap();
-    let (_lines, waited) = CAPTURE
-        .added
-        .wait_timeout_while(lines, GENEROUS, |lines| {
-            !lines.iter().any(|(_, line)| line.starts_with(start))
-        })
-        .unwrap();
-    assert!(!waited.timed_out(), "never logged: {}", start);
-}
-
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&CAPTURE).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-}
-
 /// The levels of the captured lines that name `addr` as a word.
 fn logged_levels_about(addr: SocketAddr) -> Vec<Level> {
     let addr = addr.to_string();
     let trim: &[char] = &[':', '(', ')', ';', ','];
-    CAPTURE
-        .lines
-        .lock()
-        .unwrap()
-        .iter()
+    logs::lines()
+        .into_iter()
         .filter(|(_, line)| {
             line.split_whitespace()
                 .any(|word| word.trim_matches(trim) == addr)
         })
-        .map(|(level, _)| *level)
+        .map(|(level, _)| level)
         .collect()
 }
 
@@ -282,7 +230,7 @@ fn a_removed_address_refuses_new_clients_but_keeps_its_accepted_connections() {
 
 #[test]
 fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
-    capture_logs();
+    logs::capture();
     let interval = Duration::from_millis(100);
     let mut server = BindServer::start(Options {
         retry_interval: interval,
@@ -548,7 +496,7 @@ fn a_flood_of_connections_lets_other_tasks_on_the_event_loop_run() {
 
 #[test]
 fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
-    capture_logs();
+    logs::capture();
     let [removed, added] = free_addrs();
     let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
     let (release, released) = futures::sync::oneshot::channel::<()>();
@@ -571,7 +519,7 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
             .listen(1);
         core.run(server)
     });
-    wait_logged(&format!("listening on {}", removed));
+    logs::wait_logged(&format!("listening on {}", removed));
     let held = thread::spawn(move || read_reply(connect(removed)));
     accepted
         .recv_timeout(GENEROUS)
@@ -579,7 +527,7 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
 
     // The only slot is taken: nothing polls the accept side now.
     reload.unbounded_send(vec![added]).unwrap();
-    wait_logged(&format!("listening on {}", added));
+    logs::wait_logged(&format!("listening on {}", added));
     assert_refused(removed);
     // The handshake completes in the kernel: the client waits in the backlog.
     let waiting = connect(added);

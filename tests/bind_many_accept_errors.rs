@@ -1,6 +1,8 @@
 //! `BindMany` returning a real `accept()` error (EMFILE) without losing its
 //! listeners. Lowers `RLIMIT_NOFILE`, so it has this test binary to itself.
 
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::fs::File;
@@ -12,6 +14,7 @@ use tk_listen::BindMany;
 use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Timeout};
 
+use support::process::set_nofile_soft;
 use support::{connect, free_addrs, wait_until_bound, GENEROUS};
 
 /// Polls `listeners` on `core` until it has a result (bounded by GENEROUS).
@@ -35,14 +38,9 @@ where
     }
 }
 
-fn set_open_files_limit(limit: u64) {
-    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
-    rlimit::Resource::NOFILE.set(limit.min(hard), hard).unwrap();
-}
-
 #[test]
 fn an_accept_error_is_returned_and_every_listener_keeps_serving() {
-    set_open_files_limit(256);
+    set_nofile_soft(256).expect("lower RLIMIT_NOFILE");
     let mut core = Core::new().unwrap();
     let handle = core.handle();
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();

@@ -5,6 +5,8 @@
 //! environment variable) whose `RLIMIT_NOFILE` is lowered, so that the limit
 //! hits only the server and its CPU time can be read from `/proc`.
 
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
@@ -19,6 +21,7 @@ use tk_listen::ListenExt;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
+use support::process::process_cpu;
 use support::{connect, GENEROUS};
 
 const CHILD: &str = "TK_LISTEN_EMFILE_SERVER";
@@ -169,12 +172,7 @@ impl ChildServer {
 
     /// CPU time the server process used so far, user and system.
     fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
-        // Fields after the parenthesised command name; utime and stime are
-        // fields 14 and 15 of the whole line.
-        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+        process_cpu(self.pid).expect("the server's /proc/<pid>/stat")
     }
 
     fn stop(mut self) {
@@ -216,15 +214,6 @@ fn panic_if_bad(line: &str) {
         "server: {}",
         line
     );
-}
-
-fn clock_ticks_per_second() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 fn read_hello(client: &mut TcpStream) {

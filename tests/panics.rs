@@ -3,16 +3,16 @@
 
 mod support;
 
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 
 use futures::future::{self, Shared};
 use futures::sync::oneshot;
 use futures::{Future, Stream};
-use log::{Level, Log, Metadata, Record};
+use log::Level;
 use tk_listen::{ListenExt, ListenStats};
 use tokio_core::net::TcpStream;
 
-use support::{connect, fetch, read_reply, Server, GENEROUS};
+use support::{connect, fetch, logs, read_reply, Server, GENEROUS};
 
 /// What the n-th accepted connection does.
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +60,7 @@ struct PanickyServer {
 
 impl PanickyServer {
     fn start(max_connections: usize, kinds: Vec<Kind>) -> PanickyServer {
-        capture_logs();
+        logs::capture();
         let (release, released) = oneshot::channel::<()>();
         let (accepted_tx, accepted) = mpsc::channel();
         let (stats_tx, stats) = mpsc::channel();
@@ -165,34 +165,10 @@ fn more_panics_in_a_row_than_slots_leave_every_slot_free() {
     assert_eq!(stats.running(), 0);
 }
 
-/// The error lines logged by this test binary.
-struct Capture(Mutex<Vec<String>>);
-
-static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
-
-impl Log for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() == Level::Error
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let line = record.args().to_string();
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&CAPTURE).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Error);
-    });
-}
-
 fn errors_logged() -> Vec<String> {
-    CAPTURE.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    logs::lines()
+        .into_iter()
+        .filter(|(level, _)| *level == Level::Error)
+        .map(|(_, line)| line)
+        .collect()
 }

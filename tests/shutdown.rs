@@ -71,7 +71,7 @@ fn idle_server(stopped: oneshot::Receiver<()>) -> Server {
 }
 
 #[test]
-fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
+fn an_idle_server_returns_and_refuses_clients_promptly_after_the_signal() {
     let (stop, stopped) = oneshot::channel::<()>();
     let server = idle_server(stopped);
 
@@ -81,9 +81,11 @@ fn an_idle_server_returns_and_refuses_clients_within_100_ms_of_the_signal() {
     let (result, returned) = server.wait_until();
 
     assert_eq!(result, Ok(()));
+    // Microseconds when healthy (waking the task is all it takes); the bound
+    // only has to tell that apart from waiting for a client that never comes.
     let returned_after = returned - signalled;
     assert!(
-        returned_after < Duration::from_millis(100),
+        returned_after < GENEROUS / 2,
         "Core::run returned {:?} after the signal",
         returned_after
     );
@@ -244,8 +246,8 @@ fn a_drain_deadline_cuts_connections_that_outlive_it() {
 /// listener, once its socket is closed.
 struct ReportDrop<S> {
     stream: S,
-    /// Dropped after `stream` (fields drop in order).
-    dropped: SendOnDrop,
+    /// Dropped after `stream` (fields drop in order); only its `Drop` matters.
+    _dropped: SendOnDrop,
 }
 
 struct SendOnDrop(mpsc::Sender<()>);
@@ -287,7 +289,7 @@ impl GracefulServer {
             let released = released.shared();
             let accepts = ReportDrop {
                 stream: listener.incoming().sleep_on_error(PAUSE, handle),
-                dropped: SendOnDrop(closed_tx),
+                _dropped: SendOnDrop(closed_tx),
             };
             let server = accepts
                 .map(move |(socket, _)| hello_when_released(socket, &accepted_tx, &released))

@@ -34,7 +34,6 @@ fn per_connection_errors() -> Vec<io::Error> {
             libc::EPROTO,
             libc::ENOPROTOOPT,
             libc::EHOSTDOWN,
-            libc::ENONET,
             libc::EHOSTUNREACH,
             libc::EOPNOTSUPP,
             libc::ENETUNREACH,
@@ -42,6 +41,9 @@ fn per_connection_errors() -> Vec<io::Error> {
         .into_iter()
         .map(os_error),
     );
+    // "Machine is not on the network": Linux only.
+    #[cfg(target_os = "linux")]
+    errors.push(os_error(libc::ENONET));
     errors
 }
 

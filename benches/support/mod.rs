@@ -2,8 +2,13 @@
 //! CPU time, descriptor limits and small statistics.
 //!
 //! No `unsafe` here: CPU time comes from `/proc`, limits from the `rlimit`
-//! crate. (Only `memory.rs` needs `unsafe`, for its counting allocator.)
+//! crate, both through the file the tests use too. (Only `memory.rs` needs
+//! `unsafe`, for its counting allocator.)
 #![allow(dead_code, unreachable_pub)] // each bench binary uses its own subset
+
+#[path = "../../tests/support/process.rs"]
+mod process;
+pub use process::{nofile_limit, process_cpu, set_nofile_soft, thread_cpu};
 
 use std::io;
 use std::time::Duration;
@@ -27,67 +32,6 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 /// `default_ms`.
 pub fn env_millis(name: &str, default_ms: usize) -> Duration {
     Duration::from_millis(env_usize(name, default_ms) as u64)
-}
-
-/// CPU time (user + system) used so far by the calling thread, in
-/// nanoseconds of resolution: the first field of
-/// `/proc/thread-self/schedstat`.
-pub fn thread_cpu() -> Duration {
-    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .expect("read /proc/thread-self/schedstat");
-    let nanos = schedstat
-        .split_whitespace()
-        .next()
-        .and_then(|field| field.parse().ok())
-        .expect("bad /proc/thread-self/schedstat");
-    Duration::from_nanos(nanos)
-}
-
-/// CPU time (user + system, all threads) used so far by process `pid`, from
-/// `/proc/<pid>/stat`, in clock ticks (usually 10 ms) of resolution.
-pub fn process_cpu(pid: u32) -> io::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may contain spaces; it ends at the last ')'.
-    let after_name = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name: state is field 3, utime field 14, stime field 15.
-    let ticks = |i: usize| -> io::Result<u64> {
-        fields
-            .get(i - 3)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad /proc/<pid>/stat"))
-    };
-    let total = ticks(14)? + ticks(15)?;
-    Ok(Duration::from_secs_f64(
-        total as f64 / clock_ticks_per_second(),
-    ))
-}
-
-/// `getconf CLK_TCK`: the unit of the CPU times in `/proc/<pid>/stat`.
-fn clock_ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|hz| hz.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// The soft and hard `RLIMIT_NOFILE` of this process.
-pub fn nofile_limit() -> (u64, u64) {
-    rlimit::Resource::NOFILE
-        .get()
-        .expect("getrlimit(RLIMIT_NOFILE)")
-}
-
-/// Sets the soft `RLIMIT_NOFILE` of this process to `soft`, capped at the
-/// hard limit; returns the soft limit now in force.
-pub fn set_nofile_soft(soft: u64) -> io::Result<u64> {
-    let (_, hard) = nofile_limit();
-    let soft = soft.min(hard);
-    rlimit::Resource::NOFILE.set(soft, hard)?;
-    Ok(soft)
 }
 
 /// What a server did in one round of a benchmark.

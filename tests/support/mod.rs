@@ -16,6 +16,10 @@ use futures::{Async, Future, Poll, Stream};
 use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Core, Handle, Timeout};
 
+pub mod logs;
+#[cfg(target_os = "linux")]
+pub mod process;
+
 /// How long a test waits for something that should happen "promptly" before
 /// calling it a failure. Far above any healthy latency, so noise can't trip it.
 pub const GENEROUS: Duration = Duration::from_secs(10);
