@@ -8,9 +8,9 @@
 
 #[path = "../../tests/support/process.rs"]
 mod process;
+#[allow(unused_imports)] // each bench binary uses its own subset
 pub use process::{nofile_limit, process_cpu, set_nofile_soft, thread_cpu};
 
-use std::io;
 use std::time::Duration;
 
 /// A whole number from the environment variable `name`, or `default`.
