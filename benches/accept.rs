@@ -24,7 +24,7 @@
 //! Then `multicore`: the `tk_listen` server on 1 thread against N threads
 //! (default: the number of CPUs, `TK_BENCH_THREADS`), each thread with its own
 //! `Core` and its own `SO_REUSEPORT` listener on one address, as in
-//! `examples/multicore.rs`; also in interleaved rounds. `TK_BENCH_MULTICORE=0`
+//! `examples/multicore/main.rs`; also in interleaved rounds. `TK_BENCH_MULTICORE=0`
 //! skips it.
 //!
 //! Run: `cargo bench --bench accept`

@@ -2,20 +2,19 @@
 //! finish for at most a few seconds, then cut the rest.
 //!
 //! ```sh
-//! cargo run --example graceful                          # 127.0.0.1:8080, stops when stdin closes (Ctrl-D)
-//! cargo run --example graceful -- 127.0.0.1:8080 5 30   # drain for up to 5 s, stop after 30 s
+//! cargo run --example graceful    # 127.0.0.1:8080; stops when stdin closes (Ctrl-D)
+//! nc 127.0.0.1 8080               # an echo session; Ctrl-D ends it
 //! ```
 //!
 //! Each connection is an echo session that lasts until the client closes its
-//! side. Open a few with `nc 127.0.0.1 8080`, then trigger the shutdown: new
-//! clients are refused at once, sessions you close (Ctrl-D in `nc`) within the
-//! drain time count as drained, and those still open at the deadline are cut.
+//! side. Open a few with `nc`, then close the server's stdin: new clients are
+//! refused at once, sessions you close (Ctrl-D in `nc`) within 5 seconds count
+//! as drained, and those still open then are cut.
 
 use std::cell::Cell;
 use std::env;
 use std::io;
 use std::net::SocketAddr;
-use std::process;
 use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
@@ -24,13 +23,11 @@ use futures::sync::oneshot;
 use futures::{Future, Stream};
 use tk_listen::ListenExt;
 use tokio_core::net::{TcpListener, TcpStream};
-use tokio_core::reactor::{Core, Handle, Timeout};
+use tokio_core::reactor::{Core, Timeout};
 use tokio_io::AsyncRead;
 
-const USAGE: &str = "usage: graceful [ADDR] [DRAIN_SECONDS] [STOP_AFTER_SECONDS]\n\
-    Stops accepting after STOP_AFTER_SECONDS, or when standard input closes\n\
-    if that is not given; then lets connections finish for DRAIN_SECONDS\n\
-    (default 5) and closes the rest.";
+/// How long the running connections may take to finish after the signal.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// How many connections finished after the shutdown signal.
 #[derive(Default)]
@@ -41,32 +38,17 @@ struct Counts {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{}", USAGE);
-        return;
-    }
-    if args.len() > 3 {
-        eprintln!("{}", USAGE);
-        process::exit(2);
-    }
-    let addr: SocketAddr = parse(args.first(), "127.0.0.1:8080", "address");
-    let drain = Duration::from_secs(parse(args.get(1), "5", "drain seconds"));
-    let stop_after: Option<u64> = args.get(2).map(|s| parse(Some(s), "", "seconds"));
+    let addr = env::args().nth(1).unwrap_or("127.0.0.1:8080".to_string());
+    let addr = addr.parse::<SocketAddr>().unwrap();
 
-    let mut core = Core::new().expect("cannot create the event loop");
+    let mut core = Core::new().unwrap();
     let handle = core.handle();
-    let listener = TcpListener::bind(&addr, &handle).unwrap_or_else(|e| {
-        eprintln!("cannot listen on {}: {}", addr, e);
-        process::exit(1);
-    });
-
-    let signal = shutdown_signal(stop_after, &handle).shared();
-    let addr = listener.local_addr().expect("the listener's address");
-    match stop_after {
-        Some(secs) => println!("listening on {}; stopping in {} s", addr, secs),
-        None => println!("listening on {}; close stdin (Ctrl-D) to stop", addr),
-    }
+    let listener = TcpListener::bind(&addr, &handle).unwrap();
+    println!(
+        "listening on {}; close stdin (Ctrl-D) to stop",
+        listener.local_addr().unwrap()
+    );
+    let signal = stdin_closed().shared();
 
     let counts = Rc::new(Counts::default());
     let conn_counts = counts.clone();
@@ -98,14 +80,14 @@ fn main() {
         println!(
             "stopped accepting; draining {} connection(s) for at most {:?}",
             signal_stats.running(),
-            drain
+            DRAIN
         );
         Ok(())
     }));
 
     let timer_handle = handle.clone();
     let deadline = signal
-        .then(move |_| Timeout::new(drain, &timer_handle))
+        .then(move |_| Timeout::new(DRAIN, &timer_handle))
         .flatten()
         .map_err(|e| log::error!("drain timer failed: {}", e));
 
@@ -130,35 +112,13 @@ fn echo(socket: TcpStream) -> impl Future<Item = u64, Error = io::Error> {
     )
 }
 
-/// Resolves when it is time to stop: after `stop_after` seconds, or when
-/// standard input closes.
-fn shutdown_signal(
-    stop_after: Option<u64>,
-    handle: &Handle,
-) -> Box<dyn Future<Item = (), Error = ()>> {
-    match stop_after {
-        Some(secs) => Box::new(
-            Timeout::new(Duration::from_secs(secs), handle)
-                .expect("cannot create the stop timer")
-                .map_err(|e| log::error!("stop timer failed: {}", e)),
-        ),
-        None => {
-            let (stop, stopped) = oneshot::channel::<()>();
-            thread::spawn(move || {
-                // Read and discard until EOF (or an error); then stop.
-                let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-                let _ = stop.send(());
-            });
-            // A dropped sender counts as the signal too.
-            Box::new(stopped.map_err(|_| ()))
-        }
-    }
-}
-
-fn parse<T: std::str::FromStr>(arg: Option<&String>, default: &str, what: &str) -> T {
-    let text = arg.map(String::as_str).unwrap_or(default);
-    text.parse().unwrap_or_else(|_| {
-        eprintln!("invalid {}: {:?}\n{}", what, text, USAGE);
-        process::exit(2);
-    })
+/// Resolves when standard input closes (or fails).
+fn stdin_closed() -> impl Future<Item = (), Error = ()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        let _ = stop.send(());
+    });
+    // A dropped sender counts as the signal too.
+    stopped.map_err(|_| ())
 }

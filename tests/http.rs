@@ -1,4 +1,4 @@
-//! The server of `examples/http.rs` (the same module, not a copy), checked
+//! The server of `examples/http` (the same module, not a copy), checked
 //! with `curl`: answers, a burst above the limit, the per-connection deadline.
 
 mod support;

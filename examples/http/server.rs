@@ -1,4 +1,4 @@
-//! The server of `examples/http.rs`: a minimal HTTP/1.1 server with a
+//! The server of `examples/http`: a minimal HTTP/1.1 server with a
 //! connection limit and a per-connection deadline. `tests/http.rs` runs this
 //! same module (with `#[path]`) and checks it with `curl`.
 //!

@@ -1,4 +1,4 @@
-//! The listening socket of `examples/multicore.rs`, shared with
+//! The listening socket of `examples/multicore/main.rs`, shared with
 //! `benches/accept.rs` (included with `#[path]`).
 
 use std::io;

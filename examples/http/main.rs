@@ -1,0 +1,43 @@
+//! A minimal HTTP/1.1 server: `sleep_on_error` + `listen(1000)`, and a 5 s
+//! deadline per connection so that clients that send nothing can't hold the
+//! connection slots. `GET /stats` shows the accept loop's live counters.
+//!
+//! ```sh
+//! cargo run --example http                     # listens on 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/               # 200 OK, "hello from tk-listen"
+//! curl http://127.0.0.1:8080/stats             # the counters, Prometheus text format
+//! nc 127.0.0.1 8080                            # send nothing: dropped after 5 s
+//! ```
+//!
+//! The server itself is in `server.rs`, which `tests/http.rs` runs too.
+
+mod server;
+
+use std::env;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_core::net::TcpListener;
+use tokio_core::reactor::Core;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = env::args().nth(1).unwrap_or("127.0.0.1:8080".to_string());
+    let addr = addr.parse::<SocketAddr>().unwrap();
+
+    let mut core = Core::new().unwrap();
+    let handle = core.handle();
+    let listener = TcpListener::bind(&addr, &handle).unwrap();
+    let config = server::Config {
+        max_connections: 1000,
+        deadline: Duration::from_secs(5),
+    };
+    println!(
+        "listening on http://{}/ ({} connections at most, each for at most {:?})",
+        listener.local_addr().unwrap(),
+        config.max_connections,
+        config.deadline
+    );
+    // The error is `()`: only a broken event-loop timer produces it.
+    core.run(server::serve(listener, &handle, config)).unwrap();
+}
