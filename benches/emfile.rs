@@ -20,6 +20,10 @@
 //! Recovery is measured inside the child: from the first connection that
 //! closes after `EMFILE` was seen to the next successful `accept()`.
 //!
+//! The CPU share is also sampled every 100 ms of the window; the last round's
+//! samples of each variant go to `benches/data/emfile_cpu.csv` (`variant,ms,
+//! cpu_percent`), which `benches/charts.rs` draws.
+//!
 //! Settings (environment): `TK_BENCH_ROUNDS` (default 3),
 //! `TK_EMFILE_LIMIT` (the child's `RLIMIT_NOFILE`, default 64),
 //! `TK_EMFILE_CLIENTS` (default 200), `TK_EMFILE_WINDOW_MS` (default 3000).
@@ -50,6 +54,8 @@ const DELAY: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_millis(500);
 /// How long the parent waits for all replies after freeing descriptors.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How often the child's CPU time is sampled during the window.
+const SAMPLE: Duration = Duration::from_millis(100);
 
 const VARIANTS: [&str; 2] = ["tk_listen", "naive"];
 
@@ -116,6 +122,14 @@ fn main() {
         "goal: tk_listen < 5% of a core, naive most of one; tk_listen recovery <= {} ms",
         DELAY.as_millis() + 20
     );
+
+    let mut csv = String::from("variant,ms,cpu_percent\n");
+    for (variant, outcomes) in VARIANTS.iter().zip(&results) {
+        for (at, share) in &outcomes.last().expect("at least one round").samples {
+            csv.push_str(&format!("{variant},{},{share:.1}\n", at.as_millis()));
+        }
+    }
+    support::write_data("emfile_cpu.csv", &csv);
 }
 
 fn ms(d: Duration) -> f64 {
@@ -125,6 +139,8 @@ fn ms(d: Duration) -> f64 {
 /// What one round of one variant measured.
 struct Outcome {
     cpu_share: f64,
+    /// CPU share (percent of a core) over each sample of the window.
+    samples: Vec<(Duration, f64)>,
     accept_errors: usize,
     recovery: Option<Duration>,
     replies: usize,
@@ -159,11 +175,18 @@ fn run_round(variant: &str, limit: usize, clients: usize, window: Duration) -> O
     thread::sleep(SETTLE);
 
     let pid = child.id();
-    let cpu_before = support::process_cpu(pid).expect("read the child's CPU time");
-    let started = Instant::now();
-    thread::sleep(window);
-    let cpu_after = support::process_cpu(pid).expect("read the child's CPU time");
-    let cpu_share = (cpu_after - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
+    let cpu = || support::process_cpu(pid).expect("read the child's CPU time");
+    let (cpu_before, started) = (cpu(), Instant::now());
+    let mut samples = Vec::new();
+    let (mut last_cpu, mut last_at) = (cpu_before, started);
+    while started.elapsed() + SAMPLE <= window {
+        thread::sleep(SAMPLE);
+        let (now_cpu, now) = (cpu(), Instant::now());
+        let share = (now_cpu - last_cpu).as_secs_f64() / (now - last_at).as_secs_f64();
+        samples.push((now - started, share * 100.0));
+        (last_cpu, last_at) = (now_cpu, now);
+    }
+    let cpu_share = (last_cpu - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
 
     // Free the descriptors: every held connection sees EOF, answers, closes.
     for socket in &sockets {
@@ -194,6 +217,7 @@ fn run_round(variant: &str, limit: usize, clients: usize, window: Duration) -> O
     }
     Outcome {
         cpu_share,
+        samples,
         accept_errors,
         recovery: if finished { recovery } else { None },
         replies,

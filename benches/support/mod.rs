@@ -78,3 +78,13 @@ pub fn min_max(values: &[f64]) -> (f64, f64) {
             (lo.min(v), hi.max(v))
         })
 }
+
+/// Writes `contents` to `benches/data/<name>`, the data the charts are drawn
+/// from (`cargo bench --bench charts`).
+pub fn write_data(name: &str, contents: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/data");
+    std::fs::create_dir_all(&dir).expect("create benches/data");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {}", path.display(), e));
+    println!("wrote {}", path.display());
+}
