@@ -11,6 +11,7 @@ extern crate log;
 mod accept_error;
 mod bind;
 mod ext;
+mod limit_per_peer;
 mod limits;
 mod listen;
 mod sleep_on_error;
@@ -19,6 +20,7 @@ mod take_until;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
+pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::Listen;
 pub use crate::sleep_on_error::SleepOnError;
 pub use crate::stats::{AcceptStats, ListenStats};

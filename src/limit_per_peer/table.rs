@@ -1,0 +1,252 @@
+//! The table of peers and their connection counts, shared by the stream and
+//! every connection it let through, and the counters read from it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Live counters of a [`LimitPerPeer`](crate::LimitPerPeer) stream: peers
+/// and connections held now, connections let through and closed over the
+/// cap.
+///
+/// Got from [`LimitPerPeer::stats`](crate::LimitPerPeer::stats) before the
+/// stream is moved into the event loop; clone it freely and read it from any
+/// thread. At any moment `accepted == connections + (connections released)`
+/// and `peers <= connections`, up to the connections that change state
+/// between two readings.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+///
+/// use futures::{stream, Stream};
+/// use tk_listen::ListenExt;
+///
+/// let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+/// let accepts = stream::iter_ok::<_, ()>(vec![("first", client), ("second", client)]);
+/// let limited = accepts.limit_per_peer(1);
+/// let stats = limited.stats();
+/// let held: Vec<_> = limited.wait().collect::<Result<_, _>>().unwrap();
+/// assert_eq!(held.len(), 1); // "second" was closed: over the cap
+/// assert_eq!((stats.peers(), stats.connections(), stats.rejected()), (1, 1, 1));
+/// drop(held);
+/// assert_eq!((stats.peers(), stats.connections()), (0, 0));
+/// ```
+#[derive(Clone)]
+pub struct PeerStats {
+    table: Arc<PeerTable>,
+}
+
+impl PeerStats {
+    pub(super) fn new(table: &Arc<PeerTable>) -> PeerStats {
+        PeerStats {
+            table: table.clone(),
+        }
+    }
+
+    /// The most connections one peer may hold (the `max_per_peer` given to
+    /// [`limit_per_peer`](crate::ListenExt::limit_per_peer)).
+    pub fn max_per_peer(&self) -> usize {
+        self.table.max_per_peer
+    }
+
+    /// Peers holding at least one connection now: the entries of the table.
+    pub fn peers(&self) -> u64 {
+        self.table.peers.load(Relaxed)
+    }
+
+    /// Connections held now: connections let through whose
+    /// [`PeerConnection`](crate::PeerConnection) is not dropped yet.
+    pub fn connections(&self) -> u64 {
+        self.table.connections.load(Relaxed)
+    }
+
+    /// Connections let through so far.
+    pub fn accepted(&self) -> u64 {
+        self.table.accepted.load(Relaxed)
+    }
+
+    /// Connections closed at once so far because their peer already held
+    /// [`max_per_peer`](PeerStats::max_per_peer) connections.
+    pub fn rejected(&self) -> u64 {
+        self.table.rejected.load(Relaxed)
+    }
+
+    /// How many connections `peer` holds now.
+    ///
+    /// `peer` is a peer as [`LimitPerPeer::peer_of`](crate::LimitPerPeer::peer_of)
+    /// and [`PeerConnection::peer`](crate::PeerConnection::peer) return it
+    /// (an IPv6 peer is its /64 prefix by default, e.g. `2001:db8::`); an
+    /// address with bits beyond the prefix set is no peer and holds nothing.
+    /// Unlike the other readings, this one takes the table's lock for a
+    /// moment.
+    pub fn connections_of(&self, peer: IpAddr) -> usize {
+        let key = match peer {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        self.table.counts().get(&key).copied().unwrap_or(0)
+    }
+}
+
+impl fmt::Debug for PeerStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerStats")
+            .field("max_per_peer", &self.max_per_peer())
+            .field("peers", &self.peers())
+            .field("connections", &self.connections())
+            .field("accepted", &self.accepted())
+            .field("rejected", &self.rejected())
+            .finish()
+    }
+}
+
+/// A peer as a number: the IPv6 address (an IPv4 address as its IPv4-mapped
+/// IPv6 form) with the bits beyond the prefix cleared.
+pub(super) type PeerKey = u128;
+
+/// The key of `ip`: IPv4 and IPv4-mapped IPv6 addresses masked to
+/// `ipv4_prefix` bits of the IPv4 address, other IPv6 addresses to
+/// `ipv6_prefix` bits.
+pub(super) fn peer_key(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> PeerKey {
+    let v6 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => return u128::from(v6) & high_bits(ipv6_prefix),
+        },
+    };
+    let mapped = u128::from(v6.to_ipv6_mapped());
+    // The top 96 bits say "IPv4-mapped"; the prefix applies to the last 32.
+    mapped & high_bits(96 + ipv4_prefix)
+}
+
+/// The peer a key stands for, as an address.
+pub(super) fn peer_addr(key: PeerKey) -> IpAddr {
+    let v6 = Ipv6Addr::from(key);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// A `u128` with its top `bits` bits set (`bits` <= 128).
+fn high_bits(bits: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0)
+}
+
+/// The shared state: connection counts per peer, and the counters.
+///
+/// The counts live behind a `Mutex` rather than in an `Rc<RefCell<..>>`
+/// because a [`PeerConnection`](crate::PeerConnection) may be dropped on
+/// another thread (a thread pool serving it). The lock is held only for one
+/// lookup; the stream and the connections of one event loop never contend
+/// for it.
+pub(super) struct PeerTable {
+    max_per_peer: usize,
+    /// Connections held per peer; a peer is removed when its count drops to
+    /// zero, so the table never holds more entries than connections.
+    counts: Mutex<HashMap<PeerKey, usize>>,
+    /// The counters: written under the lock, read without it.
+    peers: AtomicU64,
+    connections: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl PeerTable {
+    pub(super) fn new(max_per_peer: usize) -> Arc<PeerTable> {
+        Arc::new(PeerTable {
+            max_per_peer,
+            counts: Mutex::new(HashMap::new()),
+            peers: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        })
+    }
+
+    pub(super) fn max_per_peer(&self) -> usize {
+        self.max_per_peer
+    }
+
+    /// Takes a slot for `key` if it holds fewer than `max_per_peer`
+    /// connections; `None` (and a rejection counted) if not.
+    pub(super) fn acquire(self: &Arc<PeerTable>, key: PeerKey) -> Option<Slot> {
+        let mut counts = self.counts();
+        let count = counts.entry(key).or_insert(0);
+        // A new entry (0) always passes: `max_per_peer` is at least 1.
+        if *count >= self.max_per_peer {
+            drop(counts);
+            self.rejected.fetch_add(1, Relaxed);
+            return None;
+        }
+        if *count == 0 {
+            self.peers.fetch_add(1, Relaxed);
+        }
+        *count += 1;
+        drop(counts);
+        self.connections.fetch_add(1, Relaxed);
+        self.accepted.fetch_add(1, Relaxed);
+        Some(Slot {
+            table: self.clone(),
+            key,
+        })
+    }
+
+    fn release(&self, key: PeerKey) {
+        let mut counts = self.counts();
+        match counts.get_mut(&key) {
+            Some(count) if *count > 1 => *count -= 1,
+            Some(_) => {
+                counts.remove(&key);
+                shrink_if_mostly_empty(&mut counts);
+                self.peers.fetch_sub(1, Relaxed);
+            }
+            None => unreachable!("a peer slot was released twice"),
+        }
+        drop(counts);
+        self.connections.fetch_sub(1, Relaxed);
+    }
+
+    /// A poisoned lock only means a thread panicked while holding it, which
+    /// none of the few lines above can do between two updates; the counts
+    /// are always whole.
+    fn counts(&self) -> MutexGuard<'_, HashMap<PeerKey, usize>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Gives memory back after a peak: a `HashMap` keeps its capacity when
+/// entries are removed. Halving it once it is less than a quarter full keeps
+/// the cost amortised (each rehash follows as many removals as it moves
+/// entries).
+fn shrink_if_mostly_empty(counts: &mut HashMap<PeerKey, usize>) {
+    const SMALL: usize = 64;
+    if counts.capacity() > SMALL && counts.len() * 4 < counts.capacity() {
+        counts.shrink_to(counts.len() * 2);
+    }
+}
+
+/// One connection's place in the table; dropping it releases the place.
+pub(super) struct Slot {
+    table: Arc<PeerTable>,
+    key: PeerKey,
+}
+
+impl Slot {
+    pub(super) fn key(&self) -> PeerKey {
+        self.key
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.table.release(self.key);
+    }
+}
