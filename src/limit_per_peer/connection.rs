@@ -2,7 +2,7 @@
 //! through, holding its peer's slot.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 
@@ -17,7 +17,8 @@ use super::table::{peer_addr, Slot};
 /// Made by the stream of
 /// [`ListenExt::limit_per_peer`](crate::ListenExt::limit_per_peer), which
 /// yields it with the peer's address. It dereferences to the socket and
-/// forwards `Read`, `Write` and tokio-io's `AsyncRead` and `AsyncWrite`, so
+/// forwards `Read`, `BufRead` (when the socket has it), `Write` and
+/// tokio-io's `AsyncRead` and `AsyncWrite`, so
 /// code written for a `TcpStream` (`tokio_io::io::write_all`, `read_until`,
 /// `AsyncRead::split`, ...) takes it as it is. Dropping it (or the connection
 /// future that owns it) closes the socket and releases the peer's slot, from
@@ -133,6 +134,16 @@ impl<T> DerefMut for PeerConnection<T> {
 impl<T: Read> Read for PeerConnection<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket.read(buf)
+    }
+}
+
+impl<T: BufRead> BufRead for PeerConnection<T> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.socket.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.socket.consume(amount)
     }
 }
 

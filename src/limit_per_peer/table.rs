@@ -150,7 +150,8 @@ pub(super) struct PeerTable {
     /// Connections held per peer; a peer is removed when its count drops to
     /// zero, so the table never holds more entries than connections.
     counts: Mutex<HashMap<PeerKey, usize>>,
-    /// The counters: written under the lock, read without it.
+    /// The counters, read without the lock. `peers` is the length of
+    /// `counts`, stored under the lock after every change.
     peers: AtomicU64,
     connections: AtomicU64,
     accepted: AtomicU64,
@@ -184,10 +185,8 @@ impl PeerTable {
             self.rejected.fetch_add(1, Relaxed);
             return None;
         }
-        if *count == 0 {
-            self.peers.fetch_add(1, Relaxed);
-        }
         *count += 1;
+        self.peers.store(counts.len() as u64, Relaxed);
         drop(counts);
         self.connections.fetch_add(1, Relaxed);
         self.accepted.fetch_add(1, Relaxed);
@@ -204,10 +203,10 @@ impl PeerTable {
             Some(_) => {
                 counts.remove(&key);
                 shrink_if_mostly_empty(&mut counts);
-                self.peers.fetch_sub(1, Relaxed);
             }
             None => unreachable!("a peer slot was released twice"),
         }
+        self.peers.store(counts.len() as u64, Relaxed);
         drop(counts);
         self.connections.fetch_sub(1, Relaxed);
     }
