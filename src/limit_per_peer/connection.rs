@@ -9,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 use futures::Poll;
 use tokio_io::{AsyncRead, AsyncWrite};
 
-use super::table::{peer_addr, Slot};
+use super::table::Slot;
 
 /// A connection let through by [`LimitPerPeer`](crate::LimitPerPeer), which
 /// counts against its peer until it is dropped.
@@ -74,7 +74,7 @@ impl<T> PeerConnection<T> {
     /// assert_eq!(connection.peer(), "2001:db8::".parse::<IpAddr>().unwrap());
     /// ```
     pub fn peer(&self) -> IpAddr {
-        peer_addr(self.slot.key())
+        self.slot.key().addr()
     }
 
     /// The socket.

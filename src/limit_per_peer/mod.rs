@@ -1,6 +1,7 @@
 //! `limit_per_peer`: at most `n` connections from one client address.
 
 mod connection;
+mod key;
 mod table;
 
 use std::fmt;
@@ -13,8 +14,9 @@ use log::debug;
 use crate::limits::{yield_to_other_tasks, POLL_BUDGET};
 
 pub use self::connection::PeerConnection;
+use self::key::Prefixes;
 pub use self::table::PeerStats;
-use self::table::{peer_addr, peer_key, PeerTable};
+use self::table::PeerTable;
 
 /// A stream of accepted connections in which no peer holds more than
 /// `max_per_peer` connections at once.
@@ -32,8 +34,7 @@ use self::table::{peer_addr, peer_key, PeerTable};
 pub struct LimitPerPeer<S> {
     stream: S,
     table: Arc<PeerTable>,
-    ipv4_prefix: u8,
-    ipv6_prefix: u8,
+    prefixes: Prefixes,
 }
 
 pub(crate) fn new<S>(stream: S, max_per_peer: usize) -> LimitPerPeer<S> {
@@ -44,8 +45,7 @@ pub(crate) fn new<S>(stream: S, max_per_peer: usize) -> LimitPerPeer<S> {
     LimitPerPeer {
         stream,
         table: PeerTable::new(max_per_peer),
-        ipv4_prefix: 32,
-        ipv6_prefix: 64,
+        prefixes: Prefixes::new(32, 64),
     }
 }
 
@@ -79,7 +79,7 @@ impl<S> LimitPerPeer<S> {
             bits <= 32,
             "ipv4_prefix({bits}): an IPv4 address has only 32 bits; use 0 to 32"
         );
-        self.ipv4_prefix = bits;
+        self.prefixes = Prefixes::new(bits, self.prefixes.ipv6());
         self
     }
 
@@ -117,7 +117,7 @@ impl<S> LimitPerPeer<S> {
             bits <= 128,
             "ipv6_prefix({bits}): an IPv6 address has only 128 bits; use 0 to 128"
         );
-        self.ipv6_prefix = bits;
+        self.prefixes = Prefixes::new(self.prefixes.ipv4(), bits);
         self
     }
 
@@ -141,7 +141,7 @@ impl<S> LimitPerPeer<S> {
     /// assert_eq!(peer("[2001:db8::1:2:3:4]:40000"), ip("2001:db8::"));
     /// ```
     pub fn peer_of(&self, addr: SocketAddr) -> IpAddr {
-        peer_addr(peer_key(addr.ip(), self.ipv4_prefix, self.ipv6_prefix))
+        self.prefixes.key(addr.ip()).addr()
     }
 
     /// A handle to this stream's live counters: peers and connections held
@@ -215,6 +215,7 @@ where
     type Item = (PeerConnection<T>, SocketAddr);
     type Error = S::Error;
 
+    #[inline]
     fn poll(&mut self) -> Poll<Option<Self::Item>, S::Error> {
         for _ in 0..POLL_BUDGET {
             let (socket, addr) = match self.stream.poll()? {
@@ -222,17 +223,11 @@ where
                 Async::Ready(None) => return Ok(Async::Ready(None)),
                 Async::NotReady => return Ok(Async::NotReady),
             };
-            let key = peer_key(addr.ip(), self.ipv4_prefix, self.ipv6_prefix);
+            let key = self.prefixes.key(addr.ip());
             if let Some(slot) = self.table.acquire(key) {
                 return Ok(Async::Ready(Some((connection::new(socket, slot), addr))));
             }
-            debug!(
-                "connection from {} closed: its peer {} already holds {} connections",
-                addr,
-                peer_addr(key),
-                self.table.max_per_peer()
-            );
-            drop(socket);
+            reject(socket, addr, key.addr(), self.table.max_per_peer());
         }
         Ok(yield_to_other_tasks())
     }
@@ -242,9 +237,21 @@ impl<S: fmt::Debug> fmt::Debug for LimitPerPeer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LimitPerPeer")
             .field("stream", &self.stream)
-            .field("ipv4_prefix", &self.ipv4_prefix)
-            .field("ipv6_prefix", &self.ipv6_prefix)
+            .field("ipv4_prefix", &self.prefixes.ipv4())
+            .field("ipv6_prefix", &self.prefixes.ipv6())
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// Closes a connection over its peer's cap (out of line: the path taken by
+/// every connection is kept short).
+#[cold]
+#[inline(never)]
+fn reject<T>(socket: T, addr: SocketAddr, peer: IpAddr, max_per_peer: usize) {
+    debug!(
+        "connection from {} closed: its peer {} already holds {} connections",
+        addr, peer, max_per_peer
+    );
+    drop(socket);
 }

@@ -1,11 +1,13 @@
 //! The table of peers and their connection counts, shared by the stream and
 //! every connection it let through, and the counters read from it.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::key::{PeerHashBuilder, PeerKey};
 
 /// Live counters of a [`LimitPerPeer`](crate::LimitPerPeer) stream: peers
 /// and connections held now, connections let through and closed over the
@@ -84,10 +86,7 @@ impl PeerStats {
     /// Unlike the other readings, this one takes the table's lock for a
     /// moment.
     pub fn connections_of(&self, peer: IpAddr) -> usize {
-        let key = match peer {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
+        let key = PeerKey::of_peer(peer);
         self.table.counts().get(&key).copied().unwrap_or(0)
     }
 }
@@ -104,39 +103,8 @@ impl fmt::Debug for PeerStats {
     }
 }
 
-/// A peer as a number: the IPv6 address (an IPv4 address as its IPv4-mapped
-/// IPv6 form) with the bits beyond the prefix cleared.
-pub(super) type PeerKey = u128;
-
-/// The key of `ip`: IPv4 and IPv4-mapped IPv6 addresses masked to
-/// `ipv4_prefix` bits of the IPv4 address, other IPv6 addresses to
-/// `ipv6_prefix` bits.
-pub(super) fn peer_key(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> PeerKey {
-    let v6 = match ip {
-        IpAddr::V4(v4) => v4,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4,
-            None => return u128::from(v6) & high_bits(ipv6_prefix),
-        },
-    };
-    let mapped = u128::from(v6.to_ipv6_mapped());
-    // The top 96 bits say "IPv4-mapped"; the prefix applies to the last 32.
-    mapped & high_bits(96 + ipv4_prefix)
-}
-
-/// The peer a key stands for, as an address.
-pub(super) fn peer_addr(key: PeerKey) -> IpAddr {
-    let v6 = Ipv6Addr::from(key);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
-
-/// A `u128` with its top `bits` bits set (`bits` <= 128).
-fn high_bits(bits: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0)
-}
+/// Connections held per peer.
+type Counts = HashMap<PeerKey, usize, PeerHashBuilder>;
 
 /// The shared state: connection counts per peer, and the counters.
 ///
@@ -149,7 +117,7 @@ pub(super) struct PeerTable {
     max_per_peer: usize,
     /// Connections held per peer; a peer is removed when its count drops to
     /// zero, so the table never holds more entries than connections.
-    counts: Mutex<HashMap<PeerKey, usize>>,
+    counts: Mutex<Counts>,
     /// The counters, read without the lock. `peers` is the length of
     /// `counts`, stored under the lock after every change.
     peers: AtomicU64,
@@ -162,7 +130,7 @@ impl PeerTable {
     pub(super) fn new(max_per_peer: usize) -> Arc<PeerTable> {
         Arc::new(PeerTable {
             max_per_peer,
-            counts: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::with_hasher(PeerHashBuilder::random())),
             peers: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -198,13 +166,13 @@ impl PeerTable {
 
     fn release(&self, key: PeerKey) {
         let mut counts = self.counts();
-        match counts.get_mut(&key) {
-            Some(count) if *count > 1 => *count -= 1,
-            Some(_) => {
-                counts.remove(&key);
+        match counts.entry(key) {
+            Entry::Occupied(mut count) if *count.get() > 1 => *count.get_mut() -= 1,
+            Entry::Occupied(last) => {
+                last.remove();
                 shrink_if_mostly_empty(&mut counts);
             }
-            None => unreachable!("a peer slot was released twice"),
+            Entry::Vacant(_) => unreachable!("a peer slot was released twice"),
         }
         self.peers.store(counts.len() as u64, Relaxed);
         drop(counts);
@@ -214,7 +182,7 @@ impl PeerTable {
     /// A poisoned lock only means a thread panicked while holding it, which
     /// none of the few lines above can do between two updates; the counts
     /// are always whole.
-    fn counts(&self) -> MutexGuard<'_, HashMap<PeerKey, usize>> {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
         self.counts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -224,13 +192,17 @@ impl PeerTable {
 /// Gives memory back after a peak: a `HashMap` keeps its capacity when
 /// entries are removed. Halving it once it is less than a quarter full keeps
 /// the cost amortised (each rehash follows as many removals as it moves
-/// entries).
-fn shrink_if_mostly_empty(counts: &mut HashMap<PeerKey, usize>) {
-    const SMALL: usize = 64;
-    if counts.capacity() > SMALL && counts.len() * 4 < counts.capacity() {
+/// entries); below [`KEPT_CAPACITY`] entries it is kept, so that a server
+/// whose peers come and go doesn't shrink and grow its table all the time.
+fn shrink_if_mostly_empty(counts: &mut Counts) {
+    if counts.capacity() > KEPT_CAPACITY && counts.len() * 4 < counts.capacity() {
         counts.shrink_to(counts.len() * 2);
     }
 }
+
+/// The capacity below which the table never shrinks: 1024 entries of 24
+/// bytes, about 28 KiB with the table's control bytes.
+const KEPT_CAPACITY: usize = 1024;
 
 /// One connection's place in the table; dropping it releases the place.
 pub(super) struct Slot {
