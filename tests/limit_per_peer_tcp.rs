@@ -162,3 +162,51 @@ fn a_flood_from_one_peer_is_closed_and_the_other_peers_are_still_served() {
     assert_eq!(stats.rejected(), 200);
     server.shutdown().unwrap();
 }
+
+#[test]
+fn an_ipv6_client_counts_as_its_64_and_is_capped_the_same_way() {
+    init_logging();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop, stopped) = futures::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let mut core = tokio_core::reactor::Core::new().expect("event loop");
+        let handle = core.handle();
+        let any_port = "[::1]:0".parse().unwrap();
+        let listener =
+            tokio_core::net::TcpListener::bind(&any_port, &handle).expect("bind [::1]:0");
+        let addr = listener.local_addr().unwrap();
+        let limited = listener.incoming().limit_per_peer(1);
+        addr_tx.send((addr, limited.stats())).unwrap();
+        let server = limited
+            .map_err(|e| panic!("accept failed: {}", e))
+            .map(|(connection, _peer)| {
+                tokio_io::io::write_all(connection, b"hello\n")
+                    .and_then(|(connection, _)| tokio_io::io::read_to_end(connection, Vec::new()))
+                    .then(|_| Ok(()))
+            })
+            .listen(10);
+        let _ = core.run(server.select(stopped.then(|_| Ok(()))));
+    });
+    let (addr, stats) = addr_rx
+        .recv_timeout(GENEROUS)
+        .expect("the server's address");
+
+    let mut first = net::TcpStream::connect(addr).expect("connect to [::1]");
+    first.set_read_timeout(Some(GENEROUS)).unwrap();
+    assert!(let_through(&mut first));
+    let mut second = net::TcpStream::connect(addr).expect("connect to [::1]");
+    second.set_read_timeout(Some(GENEROUS)).unwrap();
+    assert!(
+        !let_through(&mut second),
+        "::1 already holds its one connection"
+    );
+    assert_eq!(
+        stats.connections_of("::".parse().unwrap()),
+        1,
+        "::1 is in ::/64"
+    );
+    assert_eq!(stats.rejected(), 1);
+
+    let _ = stop.send(());
+    server.join().expect("server thread");
+}

@@ -15,9 +15,9 @@ use super::key::{PeerHashBuilder, PeerKey};
 ///
 /// Got from [`LimitPerPeer::stats`](crate::LimitPerPeer::stats) before the
 /// stream is moved into the event loop; clone it freely and read it from any
-/// thread. At any moment `accepted == connections + (connections released)`
-/// and `peers <= connections`, up to the connections that change state
-/// between two readings.
+/// thread. At any moment `peers <= connections <= accepted`, up to the
+/// connections that change state between two readings; `accepted -
+/// connections` have been released.
 ///
 /// # Examples
 ///
