@@ -144,6 +144,7 @@ impl PeerTable {
 
     /// Takes a slot for `key` if it holds fewer than `max_per_peer`
     /// connections; `None` (and a rejection counted) if not.
+    #[inline]
     pub(super) fn acquire(self: &Arc<PeerTable>, key: PeerKey) -> Option<Slot> {
         let mut counts = self.counts();
         let count = counts.entry(key).or_insert(0);
