@@ -9,6 +9,10 @@
 //!   connection, with no limit and no error handling;
 //! * `tk_listen`: `incoming().sleep_on_error(100 ms).map(..).listen(1000)`.
 //!
+//! A fourth, `tk_listen_per_peer`, is `tk_listen` with `.limit_per_peer(8)`
+//! after `sleep_on_error`; it runs only when named in `TK_BENCH_VARIANTS` or
+//! `TK_ACCEPT_BATCH` (persistent mode only), to price that adapter.
+//!
 //! Client threads connect, read to EOF and start over, for a fixed time. The
 //! variants run in interleaved rounds (A B C A B C ..) so that a burst of
 //! noise from other processes hits all of them alike; per variant the bench
@@ -40,7 +44,11 @@
 //! `TK_ACCEPT_PERSISTENT=1` (`raw_core` or `tk_listen`) the server is built
 //! once and each batch only turns the event loop until it is served, in
 //! `turn_until_served`, which isolates the cost per turn of the loop from the
-//! cost per server.
+//! cost per server. `TK_ACCEPT_PEERS=<k>` (default 1) has the batch's
+//! clients connect from k loopback addresses in turn (127.0.0.2, 127.0.0.3,
+//! ..., bound before connecting; Linux accepts all of 127.0.0.0/8), so that
+//! `tk_listen_per_peer` sees k peers: with k at least the batch size, every
+//! connection adds its peer to the table and removes it again.
 
 mod support;
 
@@ -71,9 +79,20 @@ enum Variant {
     RawStd,
     RawCore,
     TkListen,
+    TkListenPerPeer,
 }
 
+/// The variants run by default.
 const VARIANTS: [Variant; 3] = [Variant::RawStd, Variant::RawCore, Variant::TkListen];
+/// Every variant, for lookup by name.
+const ALL_VARIANTS: [Variant; 4] = [
+    Variant::RawStd,
+    Variant::RawCore,
+    Variant::TkListen,
+    Variant::TkListenPerPeer,
+];
+/// `limit_per_peer`'s cap in `tk_listen_per_peer`, as in `examples/http`.
+const MAX_PER_PEER: usize = 8;
 
 /// The variants named in `TK_BENCH_VARIANTS` (comma-separated), or all.
 fn chosen_variants() -> Vec<Variant> {
@@ -81,11 +100,14 @@ fn chosen_variants() -> Vec<Variant> {
         Ok(names) => names
             .split(',')
             .map(|name| {
-                *VARIANTS
+                *ALL_VARIANTS
                     .iter()
                     .find(|v| v.name() == name.trim())
                     .unwrap_or_else(|| {
-                        panic!("unknown variant {name:?}; use raw_std, raw_core, tk_listen")
+                        panic!(
+                            "unknown variant {name:?}; use raw_std, raw_core, tk_listen, \
+                             tk_listen_per_peer"
+                        )
                     })
             })
             .collect(),
@@ -99,6 +121,7 @@ impl Variant {
             Variant::RawStd => "raw_std",
             Variant::RawCore => "raw_core",
             Variant::TkListen => "tk_listen",
+            Variant::TkListenPerPeer => "tk_listen_per_peer",
         }
     }
 }
@@ -198,7 +221,9 @@ fn print_ratios(variants: &[Variant], results: &[Vec<Round>], rate: &[f64], cpu:
 fn start_server(variant: Variant) -> Server {
     match variant {
         Variant::RawStd => start_std_server(),
-        Variant::RawCore | Variant::TkListen => start_core_server(variant),
+        Variant::RawCore | Variant::TkListen | Variant::TkListenPerPeer => {
+            start_core_server(variant)
+        }
     }
 }
 
@@ -329,6 +354,10 @@ fn start_core_server(variant: Variant) -> Server {
             Variant::TkListen => {
                 let _ = core.run(tk_listen_server(listener, &handle).select(stop));
             }
+            Variant::TkListenPerPeer => {
+                let server = tk_listen_per_peer_server(listener, &handle);
+                let _ = core.run(server.select(stop));
+            }
             Variant::RawStd => unreachable!("raw_std has its own server"),
         }
         support::thread_cpu() - cpu_before
@@ -353,6 +382,23 @@ fn tk_listen_server(
     listener
         .incoming()
         .sleep_on_error(Duration::from_millis(100), handle)
+        .map(|(socket, _)| {
+            tokio_io::io::write_all(socket, b"hello\n")
+                .map(|_| ())
+                .map_err(|_| ())
+        })
+        .listen(1000)
+}
+
+/// [`tk_listen_server`] with at most [`MAX_PER_PEER`] connections per peer.
+fn tk_listen_per_peer_server(
+    listener: TcpListener,
+    handle: &tokio_core::reactor::Handle,
+) -> impl Future<Item = (), Error = ()> {
+    listener
+        .incoming()
+        .sleep_on_error(Duration::from_millis(100), handle)
+        .limit_per_peer(MAX_PER_PEER)
         .map(|(socket, _)| {
             tokio_io::io::write_all(socket, b"hello\n")
                 .map(|_| ())
@@ -444,10 +490,14 @@ fn batch_size() -> usize {
 /// Batch mode: the same servers, serving connections already waiting in the
 /// backlog, on one thread, so that a profiler sees a repeatable amount of work.
 fn batch_mode(name: &str) {
-    let variant = *VARIANTS
+    let variant = *ALL_VARIANTS
         .iter()
         .find(|v| v.name() == name)
-        .unwrap_or_else(|| panic!("TK_ACCEPT_BATCH={name:?}: use raw_std, raw_core or tk_listen"));
+        .unwrap_or_else(|| {
+            panic!(
+                "TK_ACCEPT_BATCH={name:?}: use raw_std, raw_core, tk_listen or tk_listen_per_peer"
+            )
+        });
     let batches = support::env_usize("TK_ACCEPT_BATCHES", 50);
     let size = batch_size();
     if std::env::var("TK_ACCEPT_PERSISTENT").as_deref() == Ok("1") {
@@ -474,6 +524,9 @@ fn batch_mode(name: &str) {
                     .expect("register the listener");
                 serve_batch_tk_listen(&mut core, listener, size)
             }
+            Variant::TkListenPerPeer => {
+                panic!("tk_listen_per_peer runs in persistent mode only: TK_ACCEPT_PERSISTENT=1")
+            }
         };
         expect_replies(clients);
     }
@@ -483,10 +536,27 @@ fn batch_mode(name: &str) {
     );
 }
 
-/// `size` clients connected to `addr`, waiting in its backlog.
+/// `size` clients connected to `addr`, waiting in its backlog; from
+/// `TK_ACCEPT_PEERS` loopback addresses in turn if that is over 1.
 fn connect_clients(addr: SocketAddr, size: usize) -> Vec<net::TcpStream> {
+    let peers = support::env_usize("TK_ACCEPT_PEERS", 1).clamp(1, 250);
     (0..size)
-        .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
+        .map(|i| {
+            if peers == 1 {
+                return net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
+            }
+            let host = 2 + (i % peers) as u8;
+            let source = SocketAddr::from((std::net::Ipv4Addr::new(127, 0, 0, host), 0));
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket
+                .bind(&source.into())
+                .expect("bind a loopback address");
+            socket
+                .connect_timeout(&addr.into(), CLIENT_TIMEOUT)
+                .expect("connect");
+            socket.into()
+        })
         .collect()
 }
 
@@ -509,12 +579,7 @@ fn persistent_batch_mode(variant: Variant, batches: usize, size: usize) {
     let addr = listener.local_addr().unwrap();
     let served = std::rc::Rc::new(std::cell::Cell::new(0));
     let counter = served.clone();
-    let reply = move |socket| {
-        let counter = counter.clone();
-        tokio_io::io::write_all(socket, b"hello\n")
-            .map(move |_| counter.set(counter.get() + 1))
-            .map_err(|_| ())
-    };
+    let reply = move |socket| counted_hello(socket, &counter);
     match variant {
         Variant::RawCore => {
             let spawner = handle.clone();
@@ -535,7 +600,27 @@ fn persistent_batch_mode(variant: Variant, batches: usize, size: usize) {
                 .map(move |(socket, _)| reply(socket))
                 .listen(1000),
         ),
-        Variant::RawStd => panic!("TK_ACCEPT_PERSISTENT is for raw_core and tk_listen"),
+        Variant::TkListenPerPeer => {
+            let peers = support::env_usize("TK_ACCEPT_PEERS", 1).clamp(1, 250);
+            assert!(
+                peers * MAX_PER_PEER >= size,
+                "{size} clients from {peers} peer(s) are over the cap of {MAX_PER_PEER} per peer; \
+                 set TK_ACCEPT_PEERS to at least {}",
+                size.div_ceil(MAX_PER_PEER)
+            );
+            let counter = served.clone();
+            handle.spawn(
+                listener
+                    .incoming()
+                    .sleep_on_error(Duration::from_millis(100), &handle)
+                    .limit_per_peer(MAX_PER_PEER)
+                    .map(move |(connection, _)| counted_hello(connection, &counter))
+                    .listen(1000),
+            )
+        }
+        Variant::RawStd => {
+            panic!("TK_ACCEPT_PERSISTENT is for raw_core, tk_listen and tk_listen_per_peer")
+        }
     }
     for batch in 1..=batches {
         let clients = connect_clients(addr, size);
@@ -547,6 +632,17 @@ fn persistent_batch_mode(variant: Variant, batches: usize, size: usize) {
         variant.name(),
         served.get()
     );
+}
+
+/// Writes `hello\n` to `socket`, then counts it in `served`.
+fn counted_hello<S: tokio_io::AsyncWrite>(
+    socket: S,
+    served: &std::rc::Rc<std::cell::Cell<usize>>,
+) -> impl Future<Item = (), Error = ()> {
+    let served = served.clone();
+    tokio_io::io::write_all(socket, b"hello\n")
+        .map(move |_| served.set(served.get() + 1))
+        .map_err(|_| ())
 }
 
 /// Turns the event loop until `served` reaches `target` (at most 10 000

@@ -1,8 +1,10 @@
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{IntoFuture, Stream};
 use tokio_core::reactor::Handle;
 
+use crate::limit_per_peer::{self, LimitPerPeer};
 use crate::{listen, sleep_on_error, take_until, Listen, SleepOnError, TakeUntil};
 
 /// Adapters that turn a stream of `accept()` results into a server.
@@ -225,6 +227,130 @@ pub trait ListenExt: Stream {
         F: IntoFuture,
     {
         take_until::new(self, signal.into_future())
+    }
+    /// Lets each peer (client IP address) hold at most `max_per_peer`
+    /// connections at once, so that one client can't take every slot of
+    /// [`listen`](ListenExt::listen).
+    ///
+    /// Meant for streams of `(socket, peer address)` such as
+    /// `TcpListener::incoming()` and [`BindMany`](crate::BindMany), before or
+    /// after [`sleep_on_error`](ListenExt::sleep_on_error). It yields
+    /// `(`[`PeerConnection`](crate::PeerConnection)`<socket>, peer address)`:
+    /// the connection counts against its peer until the `PeerConnection` is
+    /// dropped, which happens when the connection future that owns it
+    /// finishes or is dropped. A `PeerConnection` reads and writes like the
+    /// socket (`Deref`, `Read`, `Write`, `AsyncRead`, `AsyncWrite`), so the
+    /// connection code doesn't change.
+    ///
+    /// **Who is a peer.** Connections are counted by IP address; the port is
+    /// ignored. An IPv4 address is one peer; an IPv6 address counts as its
+    /// `/64` prefix, because one host can use any address of its `/64`; an
+    /// IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a dual-stack
+    /// `[::]` listener reports for IPv4 clients) counts as the IPv4 address.
+    /// [`ipv4_prefix`](crate::LimitPerPeer::ipv4_prefix) and
+    /// [`ipv6_prefix`](crate::LimitPerPeer::ipv6_prefix) change the prefix
+    /// lengths. Behind a proxy or a NAT every client has the proxy's or the
+    /// NAT's address, so they share one peer's cap.
+    ///
+    /// **Over the cap**, the connection has already been accepted (its address
+    /// is only known then): it is dropped at once, which closes the socket the
+    /// ordinary way (a FIN, or a reset if the client already sent data), logged
+    /// at `debug` and counted in [`PeerStats::rejected`](crate::PeerStats::rejected).
+    /// It never reaches `listen`, so it never takes one of its slots. The
+    /// connection is not reset on purpose (`SO_LINGER` 0): the socket type is
+    /// generic here, and a plain close tells a well-behaved client clearly
+    /// that it was turned away. At most 64 connections in a row are closed in
+    /// one `poll`; then the stream yields to the other tasks on the event
+    /// loop, so that a flood from one peer can't monopolise it.
+    ///
+    /// **Errors** of the inner stream pass through unchanged, so the
+    /// stream still fits `sleep_on_error`. Put `sleep_on_error` first
+    /// (`incoming().sleep_on_error(..).limit_per_peer(n)`) and its
+    /// [`AcceptStats::accepted`](crate::AcceptStats::accepted) counts every
+    /// accepted connection, including those then closed over the cap; put it
+    /// after, and it counts only the connections let through.
+    ///
+    /// **Memory** follows the connections held, not the peers ever seen: the
+    /// shared table has one entry per peer holding a connection, and a peer's
+    /// entry is removed when its last connection is dropped. An entry takes
+    /// 24 bytes (16 of key, 8 of count) plus the `HashMap`'s control byte and
+    /// spare capacity (up to twice the entries); after a peak above 1024
+    /// entries the table gives memory back once it is less than a quarter
+    /// full. Each `PeerConnection` adds 24 bytes to the socket (a pointer to
+    /// the table and the key). So the cost per connection is at most about
+    /// 80 bytes, and nothing for a peer once its connections are gone.
+    ///
+    /// **Cost in time**: the table is behind a `Mutex`, so that connections
+    /// may be dropped on any thread, and is locked for one lookup when a
+    /// connection is accepted and one when it is dropped; nobody else
+    /// contends for it unless connections are dropped on other threads. Its
+    /// hash is a multiply-and-fold with a random seed per stream, much
+    /// cheaper than the standard SipHash; the seed keeps a client with many
+    /// addresses from aiming collisions at it. The README's Performance
+    /// section has the measured instructions per connection.
+    ///
+    /// Live counters: [`LimitPerPeer::stats`](crate::LimitPerPeer::stats).
+    ///
+    /// # Panics
+    ///
+    /// Panics at once if `max_per_peer` is 0, which would close every
+    /// connection.
+    ///
+    /// # Examples
+    ///
+    /// Two connections from one client with a cap of 1: the second is closed.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    ///
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    /// let other: SocketAddr = "192.0.2.2:40000".parse().unwrap();
+    /// let accepts = stream::iter_ok::<_, ()>(vec![
+    ///     ("first", client),
+    ///     ("second", client),
+    ///     ("third", other),
+    /// ]);
+    /// // Keep every connection: dropping one would free its slot.
+    /// let held: Vec<_> = accepts.limit_per_peer(1).wait().collect::<Result<_, _>>().unwrap();
+    /// let sockets: Vec<&str> = held.iter().map(|(connection, _)| **connection).collect();
+    /// assert_eq!(sockets, ["first", "third"]);
+    /// ```
+    ///
+    /// A server with at most 1000 connections, at most 8 of them from one
+    /// peer:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use futures::{Future, Stream};
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::net::TcpListener;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let mut core = Core::new().unwrap();
+    /// let handle = core.handle();
+    /// let addr = "127.0.0.1:8080".parse().unwrap();
+    /// let listener = TcpListener::bind(&addr, &handle).unwrap();
+    /// let server = listener
+    ///     .incoming()
+    ///     .sleep_on_error(Duration::from_millis(100), &handle)
+    ///     .limit_per_peer(8)
+    ///     .map(|(connection, _peer)| {
+    ///         tokio_io::io::write_all(connection, b"hello\n")
+    ///             .map(|_| ()) // the slot is released when `connection` drops
+    ///             .map_err(|e| log::error!("write error: {}", e))
+    ///     })
+    ///     .listen(1000);
+    /// core.run(server).unwrap();
+    /// ```
+    fn limit_per_peer<T>(self, max_per_peer: usize) -> LimitPerPeer<Self>
+    where
+        Self: Sized + Stream<Item = (T, SocketAddr)>,
+    {
+        limit_per_peer::new(self, max_per_peer)
     }
 }
 

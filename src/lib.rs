@@ -80,6 +80,7 @@
 mod accept_error;
 mod bind;
 mod ext;
+mod limit_per_peer;
 mod limits;
 mod listen;
 mod shutdown;
@@ -89,6 +90,7 @@ mod take_until;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
+pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;
 pub use crate::stats::{AcceptStats, ListenStats};

@@ -1,0 +1,187 @@
+//! Who is a peer: an address cut to a prefix, as a key of the peer table,
+//! and the hash of that key.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, Ipv6Addr};
+
+/// A peer: its IPv6 address, or the IPv4-mapped IPv6 form of its IPv4
+/// address, with the bits beyond the prefix cleared.
+///
+/// Two `u64`s rather than a `u128`, which is 16-byte aligned and would make
+/// every [`PeerConnection`](crate::PeerConnection) 16-byte aligned, and larger
+/// by the padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PeerKey {
+    high: u64,
+    low: u64,
+}
+
+impl PeerKey {
+    fn from_bits(bits: u128) -> PeerKey {
+        PeerKey {
+            high: (bits >> 64) as u64,
+            low: bits as u64,
+        }
+    }
+
+    fn bits(self) -> u128 {
+        u128::from(self.high) << 64 | u128::from(self.low)
+    }
+
+    /// The key of a peer given as an address, bits beyond its prefix and
+    /// all (for [`PeerStats::connections_of`](crate::PeerStats::connections_of)).
+    pub(super) fn of_peer(peer: IpAddr) -> PeerKey {
+        PeerKey::from_bits(address_bits(peer))
+    }
+
+    /// The peer as an address: IPv4 for an IPv4-mapped key.
+    pub(super) fn addr(self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.bits());
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+}
+
+impl Hash for PeerKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(self.bits());
+    }
+}
+
+/// How many leading bits of an address make a peer, as masks over the
+/// 128 bits of [`PeerKey`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Prefixes {
+    ipv4: u8,
+    ipv6: u8,
+    ipv4_mask: u128,
+    ipv6_mask: u128,
+}
+
+impl Prefixes {
+    /// `ipv4` <= 32, `ipv6` <= 128: the callers check.
+    pub(super) fn new(ipv4: u8, ipv6: u8) -> Prefixes {
+        Prefixes {
+            ipv4,
+            ipv6,
+            // An IPv4 key keeps its 96 bits of IPv4-mapped prefix.
+            ipv4_mask: high_bits(96 + ipv4),
+            ipv6_mask: high_bits(ipv6),
+        }
+    }
+
+    pub(super) fn ipv4(&self) -> u8 {
+        self.ipv4
+    }
+
+    pub(super) fn ipv6(&self) -> u8 {
+        self.ipv6
+    }
+
+    /// The peer of `ip`: an IPv4 address, and an IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`), cut to the IPv4 prefix; any other IPv6 address
+    /// to the IPv6 prefix.
+    pub(super) fn key(&self, ip: IpAddr) -> PeerKey {
+        let bits = address_bits(ip);
+        let mask = if bits >> 32 == IPV4_MAPPED >> 32 {
+            self.ipv4_mask
+        } else {
+            self.ipv6_mask
+        };
+        PeerKey::from_bits(bits & mask)
+    }
+}
+
+/// `::ffff:0.0.0.0`, the start of the IPv4-mapped addresses (`::ffff:0:0/96`).
+const IPV4_MAPPED: u128 = 0xffff << 32;
+
+/// The address as 128 bits: IPv4 as its IPv4-mapped IPv6 form.
+fn address_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => IPV4_MAPPED | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// A `u128` with its top `bits` bits set (`bits` <= 128).
+fn high_bits(bits: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0)
+}
+
+/// Builds the hasher of the peer table: a multiply-and-fold of the key with
+/// two random 64-bit seeds, drawn per table.
+///
+/// Why not the standard `RandomState` (SipHash-1-3): under callgrind one
+/// SipHash of a key cost about as much as the rest of a table lookup, and a
+/// connection needs two lookups (the per-peer rows of the README's
+/// Performance section have the figures); this one is a few instructions. Why a seed at all: the keys are client addresses, so a client
+/// with many addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim
+/// collisions at a fixed hash. The seeded mix gives it no fixed target,
+/// though it is not a cryptographic guarantee like SipHash's; and since the
+/// table never holds more entries than connections held (at most what
+/// [`listen(n)`](crate::ListenExt::listen) runs, plus those on their way to
+/// it), even a table of collisions would cost a scan of that many keys, not
+/// of every peer ever seen.
+#[derive(Clone, Debug)]
+pub(super) struct PeerHashBuilder {
+    seeds: [u64; 2],
+}
+
+impl PeerHashBuilder {
+    pub(super) fn random() -> PeerHashBuilder {
+        // Each `RandomState` has fresh random keys; hashing two constants with
+        // it yields two random numbers.
+        let random = RandomState::new();
+        PeerHashBuilder {
+            seeds: [random.hash_one(1u8), random.hash_one(2u8)],
+        }
+    }
+}
+
+impl BuildHasher for PeerHashBuilder {
+    type Hasher = PeerHasher;
+
+    fn build_hasher(&self) -> PeerHasher {
+        PeerHasher {
+            seeds: self.seeds,
+            hash: 0,
+        }
+    }
+}
+
+/// The hasher built by [`PeerHashBuilder`].
+pub(super) struct PeerHasher {
+    seeds: [u64; 2],
+    hash: u64,
+}
+
+impl PeerHasher {
+    /// Mixes two words into the hash: the 128-bit product of the words
+    /// (each with a seed and the hash so far folded in), its halves xored.
+    fn mix(&mut self, a: u64, b: u64) {
+        let product = u128::from(a ^ self.seeds[0] ^ self.hash) * u128::from(b ^ self.seeds[1]);
+        self.hash = (product >> 64) as u64 ^ product as u64;
+    }
+}
+
+impl Hasher for PeerHasher {
+    fn write_u128(&mut self, n: u128) {
+        self.mix((n >> 64) as u64, n as u64);
+    }
+
+    /// Not used by [`PeerKey`]; correct for any bytes all the same.
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word), chunk.len() as u64);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}

@@ -1,0 +1,482 @@
+//! `limit_per_peer(n)`: the cap per peer, releasing on drop, errors, the
+//! poll budget and the connection wrapper. Mock accept streams polled by
+//! hand, so every step is deterministic; `tests/limit_per_peer_tcp.rs` runs
+//! it on real sockets.
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use futures::executor::Spawn;
+use futures::{Async, Future, Poll, Stream};
+use proptest::prelude::*;
+use tk_listen::{LimitPerPeer, ListenExt, PeerConnection};
+
+use support::{poll_stream_once, spawn, CountingNotify};
+
+/// A socket stand-in that records when it is closed (dropped).
+#[derive(Debug)]
+struct Socket {
+    id: usize,
+    closed: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.closed.lock().unwrap().push(self.id);
+    }
+}
+
+/// What the mock listener will return, in order; `NotReady` when empty,
+/// the end of the stream once `ended` is set and it is empty.
+#[derive(Default)]
+struct Backlog {
+    queue: VecDeque<Result<(Socket, SocketAddr), &'static str>>,
+    ended: bool,
+    next_id: usize,
+    closed: Arc<Mutex<Vec<usize>>>,
+}
+
+#[derive(Clone, Default)]
+struct Listener(Rc<RefCell<Backlog>>);
+
+impl Listener {
+    /// A client from `addr` waits to be accepted; returns its socket's id.
+    fn connect(&self, addr: &str) -> usize {
+        let mut backlog = self.0.borrow_mut();
+        let id = backlog.next_id;
+        backlog.next_id += 1;
+        let socket = Socket {
+            id,
+            closed: backlog.closed.clone(),
+        };
+        let addr = addr.parse().expect("a socket address");
+        backlog.queue.push_back(Ok((socket, addr)));
+        id
+    }
+
+    fn fail(&self, error: &'static str) {
+        self.0.borrow_mut().queue.push_back(Err(error));
+    }
+
+    fn end(&self) {
+        self.0.borrow_mut().ended = true;
+    }
+
+    /// Ids of the sockets closed so far, in order.
+    fn closed(&self) -> Vec<usize> {
+        self.0.borrow().closed.lock().unwrap().clone()
+    }
+
+    fn waiting(&self) -> usize {
+        self.0.borrow().queue.len()
+    }
+}
+
+impl Stream for Listener {
+    type Item = (Socket, SocketAddr);
+    type Error = &'static str;
+
+    fn poll(&mut self) -> Poll<Option<(Socket, SocketAddr)>, &'static str> {
+        let mut backlog = self.0.borrow_mut();
+        match backlog.queue.pop_front() {
+            Some(Ok(accepted)) => Ok(Async::Ready(Some(accepted))),
+            Some(Err(e)) => Err(e),
+            None if backlog.ended => Ok(Async::Ready(None)),
+            None => Ok(Async::NotReady),
+        }
+    }
+}
+
+type Accepted = (PeerConnection<Socket>, SocketAddr);
+
+/// Polls once; the connection let through, if any.
+fn next(limited: &mut Spawn<LimitPerPeer<Listener>>) -> Option<Accepted> {
+    let (_, notify) = CountingNotify::handle();
+    match poll_stream_once(limited, &notify) {
+        Ok(Async::Ready(Some(accepted))) => Some(accepted),
+        Ok(Async::NotReady) => None,
+        other => panic!("unexpected poll result {:?}", other.map(|_| ())),
+    }
+}
+
+/// Polls until the listener's backlog is empty; the connections let through.
+fn drain(limited: &mut Spawn<LimitPerPeer<Listener>>, listener: &Listener) -> Vec<Accepted> {
+    let mut accepted = Vec::new();
+    for _ in 0..1000 {
+        if listener.waiting() == 0 {
+            return accepted;
+        }
+        accepted.extend(next(limited));
+    }
+    panic!("the backlog did not drain");
+}
+
+fn ids(accepted: &[Accepted]) -> Vec<usize> {
+    accepted.iter().map(|(c, _)| c.id).collect()
+}
+
+#[test]
+fn a_peer_over_its_cap_has_its_connection_closed_at_once() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(2);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    let a = ["192.0.2.1:1000", "192.0.2.1:1001", "192.0.2.1:1002"].map(|a| listener.connect(a));
+    let held = drain(&mut limited, &listener);
+    assert_eq!(ids(&held), [a[0], a[1]]);
+    assert_eq!(listener.closed(), [a[2]], "the third is closed, not held");
+    assert_eq!(
+        held[0].1,
+        "192.0.2.1:1000".parse().unwrap(),
+        "the address is passed on"
+    );
+    assert_eq!(
+        (
+            stats.accepted(),
+            stats.rejected(),
+            stats.connections(),
+            stats.peers()
+        ),
+        (2, 1, 2, 1)
+    );
+}
+
+#[test]
+fn other_peers_are_served_while_one_is_at_its_cap() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(1));
+    let a1 = listener.connect("192.0.2.1:1000");
+    let a2 = listener.connect("192.0.2.1:1001");
+    let b1 = listener.connect("192.0.2.2:1000");
+    let a3 = listener.connect("192.0.2.1:1002");
+    let c1 = listener.connect("[2001:db8::1]:1000");
+    let held = drain(&mut limited, &listener);
+    assert_eq!(ids(&held), [a1, b1, c1]);
+    assert_eq!(listener.closed(), [a2, a3]);
+}
+
+#[test]
+fn dropping_a_connection_lets_its_peer_connect_again() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(2);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    for port in 0..3 {
+        listener.connect(&format!("192.0.2.1:{}", 1000 + port));
+    }
+    let mut held = drain(&mut limited, &listener);
+    assert_eq!((held.len(), stats.rejected()), (2, 1));
+
+    drop(held.remove(0));
+    assert_eq!(stats.connections(), 1);
+    let again = listener.connect("192.0.2.1:2000");
+    held.extend(drain(&mut limited, &listener));
+    assert_eq!(ids(&held)[1], again, "the slot was free again");
+    let over = listener.connect("192.0.2.1:2001");
+    assert!(drain(&mut limited, &listener).is_empty());
+    assert_eq!(listener.closed().last(), Some(&over));
+    assert_eq!((stats.accepted(), stats.rejected()), (3, 2));
+}
+
+#[test]
+fn a_peer_leaves_the_table_when_its_last_connection_is_dropped() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(3);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    listener.connect("192.0.2.1:1000");
+    listener.connect("192.0.2.1:1001");
+    listener.connect("192.0.2.2:1000");
+    let mut held = drain(&mut limited, &listener);
+    let a = held[0].0.peer();
+    assert_eq!((stats.peers(), stats.connections_of(a)), (2, 2));
+
+    drop(held.remove(0));
+    assert_eq!((stats.peers(), stats.connections_of(a)), (2, 1));
+    drop(held.remove(0));
+    assert_eq!((stats.peers(), stats.connections_of(a)), (1, 0));
+    drop(held);
+    assert_eq!((stats.peers(), stats.connections()), (0, 0));
+}
+
+#[test]
+fn the_addresses_of_one_ipv6_64_share_one_cap() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(2));
+    let a1 = listener.connect("[2001:db8:1:2::1]:1000");
+    let a2 = listener.connect("[2001:db8:1:2:aaaa::7]:1000");
+    let a3 = listener.connect("[2001:db8:1:2:ffff:ffff:ffff:ffff]:1000");
+    let b1 = listener.connect("[2001:db8:1:3::1]:1000");
+    let held = drain(&mut limited, &listener);
+    assert_eq!(ids(&held), [a1, a2, b1]);
+    assert_eq!(listener.closed(), [a3]);
+}
+
+#[test]
+fn an_ipv4_mapped_address_shares_the_cap_of_the_ipv4_address() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(1));
+    let a1 = listener.connect("192.0.2.1:1000");
+    let a2 = listener.connect("[::ffff:192.0.2.1]:1000");
+    let held = drain(&mut limited, &listener);
+    assert_eq!(ids(&held), [a1]);
+    assert_eq!(listener.closed(), [a2]);
+}
+
+#[test]
+fn custom_prefixes_apply_to_the_cap() {
+    let listener = Listener::default();
+    let mut limited = spawn(
+        listener
+            .clone()
+            .limit_per_peer(1)
+            .ipv4_prefix(24)
+            .ipv6_prefix(128),
+    );
+    let a1 = listener.connect("10.1.2.3:1000");
+    let a2 = listener.connect("10.1.2.4:1000");
+    let b1 = listener.connect("[2001:db8::1]:1000");
+    let b2 = listener.connect("[2001:db8::2]:1000");
+    let held = drain(&mut limited, &listener);
+    assert_eq!(ids(&held), [a1, b1, b2]);
+    assert_eq!(listener.closed(), [a2]);
+}
+
+#[test]
+fn errors_of_the_inner_stream_pass_through_unchanged() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(1));
+    let (_, notify) = CountingNotify::handle();
+    listener.fail("EMFILE");
+    let a1 = listener.connect("192.0.2.1:1000");
+    assert_eq!(
+        poll_stream_once(&mut limited, &notify).map(|_| ()),
+        Err("EMFILE")
+    );
+    let held = next(&mut limited).expect("the stream carries on after an error");
+    assert_eq!(held.0.id, a1);
+}
+
+#[test]
+fn an_error_after_a_rejection_is_returned_in_the_same_poll() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(1));
+    let (_, notify) = CountingNotify::handle();
+    listener.connect("192.0.2.1:1000");
+    let _held = next(&mut limited).unwrap();
+    listener.connect("192.0.2.1:1001");
+    listener.fail("ECONNABORTED");
+    assert_eq!(
+        poll_stream_once(&mut limited, &notify).map(|_| ()),
+        Err("ECONNABORTED")
+    );
+}
+
+#[test]
+fn the_stream_ends_when_the_inner_stream_ends() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(1));
+    let (_, notify) = CountingNotify::handle();
+    listener.connect("192.0.2.1:1000");
+    listener.connect("192.0.2.1:1001");
+    listener.end();
+    let held = next(&mut limited).unwrap();
+    assert!(matches!(
+        poll_stream_once(&mut limited, &notify),
+        Ok(Async::Ready(None))
+    ));
+    assert_eq!(listener.closed(), [1]);
+    drop(held);
+}
+
+#[test]
+fn a_flood_from_one_peer_yields_to_other_tasks_after_64_rejections() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(1);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    let (woken, notify) = CountingNotify::handle();
+    for port in 0..200 {
+        listener.connect(&format!("192.0.2.1:{}", 1000 + port));
+    }
+    let _held = next(&mut limited).unwrap();
+    let polled = poll_stream_once(&mut limited, &notify);
+    assert!(matches!(polled, Ok(Async::NotReady)));
+    assert_eq!(stats.rejected(), 64, "one poll closes at most 64");
+    assert_eq!(woken.count(), 1, "the task asks to be polled again");
+    assert_eq!(listener.waiting(), 199 - 64);
+    let polled = poll_stream_once(&mut limited, &notify);
+    assert!(matches!(polled, Ok(Async::NotReady)));
+    assert_eq!((stats.rejected(), woken.count()), (128, 2));
+}
+
+#[test]
+fn a_connection_dropped_on_another_thread_releases_its_slot() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(1);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    listener.connect("192.0.2.1:1000");
+    let (connection, _) = next(&mut limited).unwrap();
+    thread::spawn(move || drop(connection)).join().unwrap();
+    assert_eq!((stats.connections(), stats.peers()), (0, 0));
+    listener.connect("192.0.2.1:1001");
+    assert!(next(&mut limited).is_some());
+}
+
+#[test]
+fn into_inner_releases_the_slot_and_keeps_the_socket_open() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(1);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    listener.connect("192.0.2.1:1000");
+    let (connection, _) = next(&mut limited).unwrap();
+    let socket = connection.into_inner();
+    assert_eq!((stats.connections(), stats.peers()), (0, 0));
+    assert!(listener.closed().is_empty());
+    drop(socket);
+    assert_eq!(listener.closed(), [0]);
+}
+
+#[test]
+#[should_panic(expected = "limit_per_peer(0) would close every connection")]
+fn a_cap_of_zero_panics_at_once() {
+    let _ = Listener::default().limit_per_peer(0);
+}
+
+#[test]
+fn a_peer_connection_reads_and_writes_like_its_socket() {
+    let client: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+    let socket = Cursor::new(b"GET / HTTP/1.0\r\n\r\n".to_vec());
+    let accepts = futures::stream::iter_ok::<_, ()>(vec![(socket, client)]);
+    let limited = accepts.limit_per_peer(1);
+    let stats = limited.stats();
+    let (connection, _) = limited.wait().next().unwrap().unwrap();
+
+    let (connection, line) = tokio_io::io::read_until(connection, b'\n', Vec::new())
+        .wait()
+        .unwrap();
+    assert_eq!(line, b"GET / HTTP/1.0\r\n");
+    let (mut connection, _) = tokio_io::io::write_all(connection, b"200").wait().unwrap();
+    assert!(matches!(
+        tokio_io::AsyncWrite::shutdown(&mut connection),
+        Ok(Async::Ready(()))
+    ));
+    let (reader, writer) = tokio_io::AsyncRead::split(connection);
+    assert_eq!(stats.connections(), 1, "both halves hold the slot");
+    drop(reader);
+    drop(writer);
+    assert_eq!(stats.connections(), 0);
+}
+
+#[test]
+fn the_debug_output_names_the_peer_and_the_counters() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(1);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    listener.connect("[2001:db8::5]:1000");
+    let (connection, _) = next(&mut limited).unwrap();
+    let debug = format!("{:?}", connection);
+    assert!(debug.contains("peer: 2001:db8::"), "{debug}");
+    let debug = format!("{:?}", stats);
+    assert!(
+        debug.contains("peers: 1") && debug.contains("rejected: 0"),
+        "{debug}"
+    );
+}
+
+/// The peers of the property test, and the peer each one counts as, worked
+/// out by hand: the /64 of an IPv6 address, the IPv4 address of a mapped one.
+const PEERS: [(&str, usize); 8] = [
+    ("10.0.0.1", 0),
+    ("10.0.0.2", 1),
+    ("[::ffff:10.0.0.1]", 0),
+    ("[2001:db8::1]", 2),
+    ("[2001:db8::ffff:1]", 2),
+    ("[2001:db8:0:1::1]", 3),
+    ("192.0.2.9", 4),
+    ("[::ffff:192.0.2.10]", 5),
+];
+const GROUPS: usize = 6;
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A client of `PEERS[peer]` connects.
+    Open { peer: usize, port: u16 },
+    /// The connection at this index (modulo the number held) ends.
+    Close(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..PEERS.len(), 1u16..).prop_map(|(peer, port)| Op::Open { peer, port }),
+        2 => any::<usize>().prop_map(Op::Close),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn no_peer_ever_exceeds_its_cap_and_every_slot_is_released_once(
+        cap in 1usize..4,
+        ops in proptest::collection::vec(op(), 0..200),
+    ) {
+        let listener = Listener::default();
+        let limited = listener.clone().limit_per_peer(cap);
+        let stats = limited.stats();
+        let mut limited = spawn(limited);
+        let mut held: Vec<(Accepted, usize)> = Vec::new();
+        let mut model = [0usize; GROUPS];
+        let (mut accepted, mut rejected) = (0, 0);
+        for op in ops {
+            match op {
+                Op::Open { peer, port } => {
+                    let (addr, group) = PEERS[peer];
+                    let id = listener.connect(&format!("{addr}:{port}"));
+                    match next(&mut limited) {
+                        Some(connection) => {
+                            prop_assert!(model[group] < cap, "let through over the cap");
+                            prop_assert_eq!(connection.0.id, id);
+                            model[group] += 1;
+                            accepted += 1;
+                            held.push((connection, group));
+                        }
+                        None => {
+                            prop_assert_eq!(model[group], cap, "closed under the cap");
+                            prop_assert_eq!(listener.closed().last().copied(), Some(id));
+                            rejected += 1;
+                        }
+                    }
+                }
+                Op::Close(i) if !held.is_empty() => {
+                    let (connection, group) = held.remove(i % held.len());
+                    let peer = connection.0.peer();
+                    drop(connection);
+                    model[group] -= 1;
+                    prop_assert_eq!(stats.connections_of(peer), model[group]);
+                }
+                Op::Close(_) => {}
+            }
+            for (connection, group) in &held {
+                let count = stats.connections_of(connection.0.peer());
+                prop_assert_eq!(count, model[*group]);
+                prop_assert!(count <= cap);
+            }
+            prop_assert_eq!(stats.connections(), held.len() as u64);
+            let peers = model.iter().filter(|&&n| n > 0).count();
+            prop_assert_eq!(stats.peers(), peers as u64);
+        }
+        prop_assert_eq!((stats.accepted(), stats.rejected()), (accepted, rejected));
+        drop(held);
+        prop_assert_eq!((stats.connections(), stats.peers()), (0, 0));
+        prop_assert_eq!(listener.closed().len() as u64, accepted + rejected);
+    }
+}
