@@ -206,10 +206,13 @@ fn a_request_waits_in_the_backlog_while_every_slot_is_taken() {
     assert!(rest.is_empty(), "the silent client got an answer");
 }
 
-/// The counters of `GET /stats`, by name.
-fn stats(addr: SocketAddr) -> std::collections::HashMap<String, f64> {
+/// The counters of `GET /stats`, by name, asked from the address `from`
+/// (any 127.0.0.0/8 address works on Linux).
+fn stats(addr: SocketAddr, from: &str) -> std::collections::HashMap<String, f64> {
     let mut command = curl();
-    command.arg(format!("http://{}/stats", addr));
+    command
+        .args(["--interface", from])
+        .arg(format!("http://{}/stats", addr));
     finish(spawn(command))
         .lines()
         .map(|line| {
@@ -227,7 +230,7 @@ fn the_stats_page_counts_a_burst_above_the_limit() {
     let server = start(LIMIT, GENEROUS);
     let requests = burst(server.addr, REQUESTS);
     for _ in 0..READINGS {
-        let now = stats(server.addr);
+        let now = stats(server.addr, "127.0.0.1");
         assert_eq!(now["tk_listen_connections_max"], LIMIT as f64);
         assert!(
             now["tk_listen_connections_running"] >= 1.0
@@ -238,7 +241,7 @@ fn the_stats_page_counts_a_burst_above_the_limit() {
     }
     assert_all_ok(&finish(requests), REQUESTS);
 
-    let last = stats(server.addr);
+    let last = stats(server.addr, "127.0.0.1");
     // Every request so far, this one included (still running as it reads).
     let served = (REQUESTS + READINGS) as f64;
     assert_eq!(last["tk_listen_connections_started_total"], served + 1.0);
@@ -247,4 +250,28 @@ fn the_stats_page_counts_a_burst_above_the_limit() {
     assert_eq!(last["tk_listen_connections_running"], 1.0);
     assert_eq!(last["tk_listen_connections_panicked_total"], 0.0);
     assert_eq!(last["tk_listen_accept_pauses_total"], 0.0);
+    assert_eq!(last["tk_listen_peer_rejected_total"], 0.0);
+}
+
+#[test]
+fn a_peer_over_its_cap_is_closed_at_once_while_another_peer_reads_the_stats() {
+    let server = start(2 * server::MAX_PER_PEER, GENEROUS);
+    // From 127.0.0.1: as many silent connections as one peer may hold...
+    let held: Vec<_> = (0..server::MAX_PER_PEER)
+        .map(|_| connect(server.addr))
+        .collect();
+    // ...so the next one is closed as soon as it is accepted.
+    assert_eq!(read_reply(connect(server.addr)).unwrap(), b"");
+
+    // Another peer (Linux answers from any 127.0.0.0/8 address) is served.
+    let stats = stats(server.addr, "127.0.0.2");
+    assert_eq!(stats["tk_listen_max_per_peer"], server::MAX_PER_PEER as f64);
+    assert_eq!(stats["tk_listen_peer_rejected_total"], 1.0);
+    assert_eq!(stats["tk_listen_peers"], 2.0, "127.0.0.1 and 127.0.0.2");
+    assert_eq!(
+        stats["tk_listen_connections_running"],
+        server::MAX_PER_PEER as f64 + 1.0,
+        "the held connections and this one; the rejected one took no slot"
+    );
+    drop(held);
 }

@@ -2,6 +2,9 @@
 //! connection limit and a per-connection deadline. `tests/http.rs` runs this
 //! same module (with `#[path]`) and checks it with `curl`.
 //!
+//! One peer (an IPv4 address or an IPv6 /64) holds at most [`MAX_PER_PEER`]
+//! connections at once; more are closed as soon as they are accepted.
+//!
 //! `GET /stats` answers the live counters of the accept loop as plain text,
 //! one `name value` per line (the Prometheus text exposition format).
 //!
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use futures::future::{self, Either, Loop};
 use futures::{Future, IntoFuture, Stream};
-use tk_listen::{AcceptStats, ListenExt, ListenStats};
+use tk_listen::{AcceptStats, ListenExt, ListenStats, PeerConnection, PeerStats};
 use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Handle, Timeout};
 
@@ -30,6 +33,14 @@ pub const BODY: &str = "hello from tk-listen\n";
 /// The longest request head (request line and headers) read, in bytes;
 /// longer ones are answered `431`.
 const MAX_HEAD: u64 = 8 * 1024;
+
+/// At most this many connections at once from one peer (an IPv4 address or
+/// an IPv6 /64); more are closed as soon as they are accepted, so one client
+/// can't take every slot.
+pub const MAX_PER_PEER: usize = 8;
+
+/// A connection, counted against its peer until it is dropped.
+type Socket = PeerConnection<TcpStream>;
 
 /// How the server limits its clients.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +63,12 @@ pub fn serve(
     let accepts = listener
         .incoming()
         .sleep_on_error(Duration::from_millis(100), handle);
+    let accept_stats = accepts.stats();
+    let accepts = accepts.limit_per_peer(MAX_PER_PEER);
+    let peer_stats = accepts.stats();
     // The connections answer `/stats` from the counters of the very pipeline
     // they run in, which exists only once they are part of it.
     let stats = Rc::new(OnceCell::new());
-    let accept_stats = accepts.stats();
     let conn_stats = stats.clone();
     let server = accepts
         .map(move |(socket, peer)| {
@@ -66,6 +79,7 @@ pub fn serve(
     let _ = stats.set(Stats {
         listen: server.stats(),
         accept: accept_stats,
+        peers: peer_stats,
     });
     server
 }
@@ -75,13 +89,14 @@ pub fn serve(
 pub struct Stats {
     listen: ListenStats,
     accept: AcceptStats,
+    peers: PeerStats,
 }
 
 impl Stats {
     /// The counters in the Prometheus text format.
     pub fn prometheus(&self) -> String {
-        let (l, a) = (&self.listen, &self.accept);
-        let lines: [(&str, f64); 10] = [
+        let (l, a, p) = (&self.listen, &self.accept, &self.peers);
+        let lines: [(&str, f64); 13] = [
             ("tk_listen_connections_max", l.max_connections() as f64),
             ("tk_listen_connections_running", l.running() as f64),
             ("tk_listen_connections_started_total", l.started() as f64),
@@ -95,6 +110,9 @@ impl Stats {
                 "tk_listen_accept_paused_seconds_total",
                 a.paused_time().as_secs_f64(),
             ),
+            ("tk_listen_max_per_peer", p.max_per_peer() as f64),
+            ("tk_listen_peers", p.peers() as f64),
+            ("tk_listen_peer_rejected_total", p.rejected() as f64),
         ];
         let mut text = String::new();
         for (name, value) in lines {
@@ -107,7 +125,7 @@ impl Stats {
 /// One connection's whole life: read a request, answer, close; or give up
 /// at the deadline.
 fn connection(
-    socket: TcpStream,
+    socket: Socket,
     peer: SocketAddr,
     deadline: Duration,
     stats: Option<Stats>,
@@ -145,7 +163,7 @@ enum Head {
 }
 
 /// Reads the request head line by line, up to the blank line that ends it.
-fn read_head(socket: TcpStream) -> impl Future<Item = (TcpStream, Head), Error = io::Error> {
+fn read_head(socket: Socket) -> impl Future<Item = (Socket, Head), Error = io::Error> {
     let reader = BufReader::new(socket.take(MAX_HEAD));
     future::loop_fn((reader, Vec::new()), |(reader, head)| {
         let line_start = head.len();
@@ -166,7 +184,7 @@ fn read_head(socket: TcpStream) -> impl Future<Item = (TcpStream, Head), Error =
 
 /// Writes the answer to `head` and closes.
 fn answer(
-    socket: TcpStream,
+    socket: Socket,
     head: Head,
     peer: SocketAddr,
     stats: Option<Stats>,
