@@ -64,6 +64,32 @@ pub trait ListenExt: Stream {
     ///     });
     /// core.run(accepts).unwrap();
     /// ```
+    ///
+    /// Any stream of `io::Error` results works, e.g. a Unix domain socket
+    /// listener from `tokio-uds` 0.1:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use futures::{Future, Stream};
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::reactor::Core;
+    /// use tokio_uds::UnixListener;
+    ///
+    /// let mut core = Core::new().unwrap();
+    /// let handle = core.handle();
+    /// let listener = UnixListener::bind("/tmp/hello.sock", &handle).unwrap();
+    /// let server = listener
+    ///     .incoming()
+    ///     .sleep_on_error(Duration::from_millis(100), &handle)
+    ///     .map(|(socket, _peer)| {
+    ///         tokio_io::io::write_all(socket, b"hello\n")
+    ///             .map(|_| ())
+    ///             .map_err(|e| log::error!("write error: {}", e))
+    ///     })
+    ///     .listen(1000);
+    /// core.run(server).unwrap();
+    /// ```
     fn sleep_on_error(self, delay: Duration, handle: &Handle) -> SleepOnError<Self>
     where
         Self: Sized,

@@ -26,6 +26,43 @@ mod pool;
 /// of connection futures are counted and otherwise ignored; panics of
 /// connection futures are caught, logged and counted (see
 /// [`listen`](crate::ListenExt::listen)).
+///
+/// # Forced shutdown
+///
+/// Dropping a `Listen` drops its stream (closing the listener) and every
+/// connection still running. To stop at once on a signal, race the server
+/// against it with `select`:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use futures::sync::oneshot;
+/// use futures::{Future, Stream};
+/// use tk_listen::ListenExt;
+/// use tokio_core::net::TcpListener;
+/// use tokio_core::reactor::Core;
+///
+/// let mut core = Core::new().unwrap();
+/// let handle = core.handle();
+/// let addr = "127.0.0.1:8080".parse().unwrap();
+/// let listener = TcpListener::bind(&addr, &handle).unwrap();
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// // Hand `stop` to whatever decides to stop; sending or dropping it stops.
+/// # drop(stop);
+///
+/// let server = listener
+///     .incoming()
+///     .sleep_on_error(Duration::from_millis(100), &handle)
+///     .map(|(socket, _peer)| {
+///         tokio_io::io::write_all(socket, b"hello\n")
+///             .map(|_| ())
+///             .map_err(|e| log::error!("write error: {}", e))
+///     })
+///     .listen(1000);
+/// let stopped = stopped.then(|_| Ok::<(), ()>(()));
+/// core.run(server.select(stopped).map(|_| ()).map_err(|_| ()))
+///     .unwrap();
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Listen<S>
 where
