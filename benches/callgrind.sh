@@ -15,7 +15,7 @@
 # 3. running: one server for all batches, counting only the turns of the
 #    event loop (`turn_until_served`), for batches of 1, 4 and 100
 #    connections, 50 and 100 batches: the cost per connection of a running
-#    server. These rows also go to benches/data/callgrind.csv
+#    server; the median of three such measurements. These rows also go to benches/data/callgrind.csv
 #    (variant,batch,instructions) for benches/charts.rs.
 # 4. limit_per_peer: the running server with and without limit_per_peer(8)
 #    (tk_listen_per_peer and tk_listen), both with their clients spread over
@@ -65,22 +65,27 @@ done
 fi
 
 # Instructions per connection of one running server: variant, batch size,
-# peers.
+# peers. Prints the median of three measurements, then their minimum and
+# maximum: the counts of a running server vary from run to run, usually by
+# under 2% but now and then by much more (benches/README.md).
 per_conn() {
-    local a b
-    a=$(run --collect-atstart=no '--toggle-collect=*turn_until_served*' -- running "$1" 50 "$2" "$3")
-    b=$(run --collect-atstart=no '--toggle-collect=*turn_until_served*' -- running "$1" 100 "$2" "$3")
-    awk -v a="$a" -v b="$b" -v s="$2" 'BEGIN { printf "%.1f\n", (b - a) / (50 * s) }'
+    local a b i values=()
+    for i in 1 2 3; do
+        a=$(run --collect-atstart=no '--toggle-collect=*turn_until_served*' -- running "$1" 50 "$2" "$3")
+        b=$(run --collect-atstart=no '--toggle-collect=*turn_until_served*' -- running "$1" 100 "$2" "$3")
+        values+=("$(awk -v a="$a" -v b="$b" -v s="$2" 'BEGIN { print (b - a) / (50 * s) }')")
+    done
+    printf '%s\n' "${values[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f\n", v[2], v[1], v[3] }'
 }
 
 if [ -z "$only" ]; then
 echo
-printf '%-10s %17s %12s\n' "running" "batch size" "instr/conn"
+printf '%-10s %17s %12s %18s\n' "running" "batch size" "instr/conn" "(min..max)"
 csv="variant,batch,instructions"
 for size in 1 4 100; do
     for variant in raw_core tk_listen; do
-        n=$(per_conn "$variant" "$size" 1)
-        printf '%-10s %17d %12.1f\n' "$variant" "$size" "$n"
+        read -r n lo hi < <(per_conn "$variant" "$size" 1)
+        printf '%-10s %17d %12.1f %18s\n' "$variant" "$size" "$n" "($lo..$hi)"
         csv+=$'\n'"$variant,$size,$n"
     done
 done
@@ -90,10 +95,11 @@ echo "wrote benches/data/callgrind.csv"
 fi
 
 echo
-printf '%-26s %12s %12s %10s %8s\n' "limit_per_peer, batch size" "without" "with" "extra" "ratio"
+printf '%-26s %12s %12s %10s %8s   %s\n' "limit_per_peer, batch size" "without" "with" "extra" \
+    "ratio" "(min..max without; with)"
 for size in 1 4 100; do
-    without=$(per_conn tk_listen "$size" 100)
-    with=$(per_conn tk_listen_per_peer "$size" 100)
-    awk -v s="$size" -v a="$without" -v b="$with" \
-        'BEGIN { printf "%-26d %12.1f %12.1f %10.1f %8.3f\n", s, a, b, b - a, b / a }'
+    read -r without wlo whi < <(per_conn tk_listen "$size" 100)
+    read -r with lo hi < <(per_conn tk_listen_per_peer "$size" 100)
+    awk -v s="$size" -v a="$without" -v b="$with" -v r="($wlo..$whi; $lo..$hi)" \
+        'BEGIN { printf "%-26d %12.1f %12.1f %10.1f %8.3f   %s\n", s, a, b, b - a, b / a, r }'
 done
