@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Instruction counts, which machine load does not change, for the workloads of
+# Instruction counts, which machine load hardly changes, for the workloads of
 # benches/callgrind.rs under `valgrind --tool=callgrind` (Debian: apt-get
-# install valgrind). About ten minutes. What each section measures and the
+# install valgrind). About five minutes. What each section measures and the
 # latest figures: benches/README.md.
 #
 # 1. overhead: each socket-free workload of benches/overhead.rs, run 1 and 3
@@ -15,8 +15,9 @@
 # 3. running: one server for all batches, counting only the turns of the
 #    event loop (`turn_until_served`), for batches of 1, 4 and 100
 #    connections, 50 and 100 batches: the cost per connection of a running
-#    server; the median of three such measurements. These rows also go to benches/data/callgrind.csv
-#    (variant,batch,instructions) for benches/charts.rs.
+#    server; the median of three such measurements. These rows also go to
+#    benches/data/callgrind.csv (variant,batch,instructions) for
+#    benches/charts.rs.
 # 4. limit_per_peer: the running server with and without limit_per_peer(8)
 #    (tk_listen_per_peer and tk_listen), both with their clients spread over
 #    100 loopback addresses, so that each connection of a batch comes from a

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every chart of benches/README.md: runs the benchmarks that write
-# benches/data/*.csv, then draws benches/data/*.svg from them. About fifteen
+# benches/data/*.csv, then draws benches/data/*.svg from them. About eight
 # minutes (callgrind.sh is most of it); needs valgrind.
 #
 # The TK_BENCH_* settings of benches/README.md apply; accept runs 9 rounds
