@@ -89,12 +89,20 @@ fn emfile_cpu(rows: &[Vec<String>], output: &Path) -> Result<()> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..end, 0.0..140.0)?;
+        // Below 0, so that a line at 0% shows above the axis.
+        .build_cartesian_2d(0.0..end, -4.0..140.0)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .y_labels(8)
-        .y_label_formatter(&|v| format!("{:.0}", v))
+        .y_label_formatter(&|v| {
+            if *v < 0.0 {
+                String::new()
+            } else {
+                format!("{:.0}", v)
+            }
+        })
+        .label_style((FONT, 13))
         .x_desc("seconds into the exhaustion")
         .y_desc("% of a core")
         .draw()?;
@@ -149,6 +157,7 @@ fn accept(rows: &[Vec<String>], output: &Path) -> Result<()> {
         .x_labels(bars.len() * 2 + 1)
         .x_label_formatter(&|x| category(&names, *x))
         .y_label_formatter(&|v| format!("{:.0}", v))
+        .label_style((FONT, 13))
         .y_desc("connections / s")
         .draw()?;
     for (i, (_, rate, cpu)) in bars.iter().enumerate() {
@@ -197,7 +206,10 @@ fn instructions(rows: &[Vec<String>], output: &Path) -> Result<()> {
         .build_cartesian_2d(0.0..batches.len() as f64, 0.0..top)?;
     let labels: Vec<String> = batches
         .iter()
-        .map(|b| format!("{} per event-loop turn", b))
+        .map(|b| match b.as_str() {
+            "1" => "1 connection per turn".to_string(),
+            _ => format!("{b} connections per turn"),
+        })
         .collect();
     chart
         .configure_mesh()
@@ -206,6 +218,7 @@ fn instructions(rows: &[Vec<String>], output: &Path) -> Result<()> {
         .x_labels(batches.len() * 2 + 1)
         .x_label_formatter(&|x| category(&labels, *x))
         .y_label_formatter(&|v| format!("{:.0}", v))
+        .label_style((FONT, 13))
         .y_desc("instructions / connection")
         .draw()?;
     let width = 0.8 / variants.len() as f64;
@@ -223,6 +236,20 @@ fn instructions(rows: &[Vec<String>], output: &Path) -> Result<()> {
                 ))
             })
             .collect();
+        let values: Vec<_> = batches
+            .iter()
+            .enumerate()
+            .filter_map(|(b, batch)| {
+                let value = *values.get(&(variant.clone(), batch.clone()))?;
+                let x = b as f64 + 0.1 + v as f64 * width;
+                Some(Text::new(
+                    format!("{value:.0}"),
+                    (x + width * 0.1, value + top * 0.05),
+                    (FONT, 13),
+                ))
+            })
+            .collect();
+        chart.draw_series(values)?;
         chart
             .draw_series(bars)?
             .label(variant.as_str())

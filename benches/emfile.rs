@@ -1,9 +1,9 @@
 //! Descriptor exhaustion: CPU burnt while `accept()` fails with `EMFILE`, and
 //! how fast accepting resumes once descriptors are free.
 //!
-//! The bench re-runs its own binary as a child process (selected by the
-//! `TK_EMFILE_CHILD` environment variable) that lowers its `RLIMIT_NOFILE` and
-//! runs a server on 127.0.0.1. Each connection holds its descriptor until the
+//! The bench re-runs its own binary as a child process (`emfile child
+//! <variant>`) that lowers its `RLIMIT_NOFILE` to 64 and runs a server on
+//! 127.0.0.1. Each connection holds its descriptor until the
 //! client half-closes, then answers `hello\n` and closes. The parent connects
 //! more clients than the child has descriptors, so the child's `accept()`
 //! fails with `EMFILE` while the rest wait in the kernel's backlog, and
@@ -24,9 +24,8 @@
 //! samples of each variant go to `benches/data/emfile_cpu.csv` (`variant,ms,
 //! cpu_percent`), which `benches/charts.rs` draws.
 //!
-//! Settings (environment): `TK_BENCH_ROUNDS` (default 3),
-//! `TK_EMFILE_LIMIT` (the child's `RLIMIT_NOFILE`, default 64),
-//! `TK_EMFILE_CLIENTS` (default 200), `TK_EMFILE_WINDOW_MS` (default 3000).
+//! Settings (`TK_BENCH_ROUNDS`, `TK_BENCH_ROUND_MS`: the CPU window) and
+//! figures: `benches/README.md`.
 //!
 //! Run: `cargo bench --bench emfile`
 
@@ -47,7 +46,10 @@ use tk_listen::ListenExt;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
-const CHILD_VAR: &str = "TK_EMFILE_CHILD";
+/// The child's `RLIMIT_NOFILE`.
+const LIMIT: u64 = 64;
+/// Clients connected at once: more than the child has descriptors.
+const CLIENTS: usize = 200;
 const DELAY: Duration = Duration::from_millis(100);
 /// Time for the child to accept what it can and hit `EMFILE`, before the
 /// CPU window starts.
@@ -60,16 +62,17 @@ const SAMPLE: Duration = Duration::from_millis(100);
 const VARIANTS: [&str; 2] = ["tk_listen", "naive"];
 
 fn main() {
-    let limit = support::env_usize("TK_EMFILE_LIMIT", 64);
-    let clients = support::env_usize("TK_EMFILE_CLIENTS", 200);
-    if let Ok(variant) = std::env::var(CHILD_VAR) {
-        child(&variant, limit as u64, clients);
-        return;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [first, variant] = args.as_slice() {
+        if first == "child" {
+            child(variant, LIMIT, CLIENTS);
+            return;
+        }
     }
     let rounds = support::env_usize("TK_BENCH_ROUNDS", 3).max(1);
-    let window = support::env_millis("TK_EMFILE_WINDOW_MS", 3000);
+    let window = support::env_millis("TK_BENCH_ROUND_MS", 3000);
     println!(
-        "emfile: {rounds} rounds x {} variants; child RLIMIT_NOFILE {limit}, {clients} clients, \
+        "emfile: {rounds} rounds x {} variants; child RLIMIT_NOFILE {LIMIT}, {CLIENTS} clients, \
          CPU window {window:?}, pause {DELAY:?}",
         VARIANTS.len()
     );
@@ -77,10 +80,10 @@ fn main() {
     let mut results: Vec<Vec<Outcome>> = VARIANTS.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
         for (i, variant) in VARIANTS.iter().enumerate() {
-            let outcome = run_round(variant, limit, clients, window);
+            let outcome = run_round(variant, window);
             println!(
                 "  round {round} {variant:<9} CPU {:>5.1}% of a core, {} accept errors, \
-                 recovery {}, {}/{clients} replies",
+                 recovery {}, {}/{CLIENTS} replies",
                 outcome.cpu_share * 100.0,
                 outcome.accept_errors,
                 outcome
@@ -146,12 +149,11 @@ struct Outcome {
     replies: usize,
 }
 
-fn run_round(variant: &str, limit: usize, clients: usize, window: Duration) -> Outcome {
+fn run_round(variant: &str, window: Duration) -> Outcome {
+    let clients = CLIENTS;
     let exe = std::env::current_exe().expect("path of the bench binary");
     let mut child = Command::new(exe)
-        .env(CHILD_VAR, variant)
-        .env("TK_EMFILE_LIMIT", limit.to_string())
-        .env("TK_EMFILE_CLIENTS", clients.to_string())
+        .args(["child", variant])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

@@ -8,7 +8,7 @@
 //! state stays on the server's side; if the clients closed first, their
 //! ephemeral ports, not the server, would cap the connection rate at about
 //! 28 000 per `TIME_WAIT` reuse interval.) Clients run in a child process (this binary
-//! re-run with `TK_MEMORY_CLIENT` set), so that each process needs only one
+//! re-run as `memory client <hold|loop> <address> <K> <ms>`), so that each process needs only one
 //! descriptor per connection: both processes raise their soft
 //! `RLIMIT_NOFILE` to the hard limit.
 //!
@@ -24,9 +24,11 @@
 //!    CPU seconds per 1000 connections, and allocations and bytes allocated
 //!    per connection. Rounds are interleaved over K.
 //!
-//! Settings (environment): `TK_BENCH_ROUNDS` (default 3), `TK_BENCH_ROUND_MS`
-//! (default 2000), `TK_MEMORY_LEVELS` (comma-separated K values, default
-//! `10,100,1000,10000`).
+//! A K that needs more descriptors than the hard `RLIMIT_NOFILE` allows is
+//! skipped, with a note.
+//!
+//! Settings (`TK_BENCH_ROUNDS`, `TK_BENCH_ROUND_MS`) and figures:
+//! `benches/README.md`.
 //!
 //! Run: `cargo bench --bench memory`
 
@@ -110,7 +112,10 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-const CLIENT_VAR: &str = "TK_MEMORY_CLIENT";
+/// Connections in flight, K.
+const LEVELS: [usize; 4] = [10, 100, 1000, 10_000];
+/// Descriptors a process needs besides one per connection.
+const SPARE_DESCRIPTORS: u64 = 64;
 /// Bound on every wait for something the bench itself set in motion.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -131,28 +136,22 @@ impl Variant {
 
 fn main() {
     let nofile = raise_nofile();
-    if let Ok(mode) = std::env::var(CLIENT_VAR) {
-        client(&mode);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("client") {
+        client(&args[1..]);
         return;
     }
     let rounds = support::env_usize("TK_BENCH_ROUNDS", 3).max(1);
     let round_time = support::env_millis("TK_BENCH_ROUND_MS", 2000);
-    let levels: Vec<usize> = std::env::var("TK_MEMORY_LEVELS")
-        .unwrap_or_else(|_| "10,100,1000,10000".to_string())
-        .split(',')
-        .map(|k| {
-            k.trim()
-                .parse()
-                .expect("TK_MEMORY_LEVELS: comma-separated numbers")
-        })
-        .collect();
+    let (levels, skipped): (Vec<usize>, Vec<usize>) = LEVELS
+        .into_iter()
+        .partition(|&k| k as u64 + SPARE_DESCRIPTORS <= nofile);
     println!(
         "memory: RLIMIT_NOFILE soft limit {nofile} (hard {}), in-flight levels {levels:?}",
         support::nofile_limit().1
     );
-    let max = *levels.iter().max().unwrap_or(&0);
-    if (max as u64) + 64 > nofile {
-        println!("  note: {max} connections need more descriptors than the limit allows");
+    if !skipped.is_empty() {
+        println!("  note: skipped K = {skipped:?}: more descriptors than RLIMIT_NOFILE allows");
     }
 
     println!();
@@ -366,10 +365,11 @@ fn start_client(
 ) -> (Child, ChildStdin, Lines) {
     let exe = std::env::current_exe().expect("path of the bench binary");
     let mut child = Command::new(exe)
-        .env(CLIENT_VAR, mode)
-        .env("TK_MEMORY_ADDR", addr.to_string())
-        .env("TK_MEMORY_K", k.to_string())
-        .env("TK_MEMORY_MS", time.as_millis().to_string())
+        .arg("client")
+        .arg(mode)
+        .arg(addr.to_string())
+        .arg(k.to_string())
+        .arg(time.as_millis().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -403,16 +403,18 @@ fn wait_for(child: &mut Child) {
     panic!("client process did not finish in {PATIENCE:?}");
 }
 
-/// The client process.
-fn client(mode: &str) {
-    let addr: SocketAddr = std::env::var("TK_MEMORY_ADDR")
-        .ok()
-        .and_then(|a| a.parse().ok())
-        .expect("TK_MEMORY_ADDR");
-    let k = support::env_usize("TK_MEMORY_K", 10);
-    match mode {
+/// The client process: `args` are the mode (`hold` or `loop`), the server's
+/// address, K and the time in milliseconds, as [`start_client`] passes them.
+fn client(args: &[String]) {
+    let [mode, addr, k, ms] = args else {
+        panic!("client arguments {args:?}: expected <hold|loop> <address> <K> <ms>");
+    };
+    let addr: SocketAddr = addr.parse().expect("client: the server's address");
+    let k: usize = k.parse().expect("client: K");
+    let time = Duration::from_millis(ms.parse().expect("client: milliseconds"));
+    match mode.as_str() {
         "hold" => hold(addr, k),
-        "loop" => keep_busy(addr, k, support::env_millis("TK_MEMORY_MS", 2000)),
+        "loop" => keep_busy(addr, k, time),
         other => panic!("unknown client mode {other:?}"),
     }
 }

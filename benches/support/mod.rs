@@ -1,5 +1,6 @@
 //! Helpers shared by the benchmark binaries: settings from the environment,
-//! CPU time, descriptor limits and small statistics.
+//! CPU time, descriptor limits and small statistics; the accept loops under
+//! test ([`servers`]) and the socket-free workloads ([`workloads`]).
 //!
 //! No `unsafe` here: CPU time comes from `/proc`, limits from the `rlimit`
 //! crate, both through the file the tests use too. (Only `memory.rs` needs
@@ -10,6 +11,9 @@
 mod process;
 #[allow(unused_imports)] // each bench binary uses its own subset
 pub use process::{nofile_limit, process_cpu, set_nofile_soft, thread_cpu};
+
+pub mod servers;
+pub mod workloads;
 
 use std::time::Duration;
 

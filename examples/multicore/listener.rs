@@ -1,5 +1,5 @@
 //! The listening socket of `examples/multicore/main.rs`, shared with
-//! `benches/accept.rs` (included with `#[path]`).
+//! `benches/multicore.rs` (included with `#[path]`).
 
 use std::io;
 use std::net::{self, SocketAddr};
