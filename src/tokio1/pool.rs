@@ -108,32 +108,39 @@ where
             }
         }
 
-        let mut ended = 0;
-        while ended < POLL_BUDGET {
-            match self.tasks.poll_join_next(cx) {
-                Poll::Ready(Some(result)) => {
-                    self.record(result);
-                    ended += 1;
+        let (mut ended, mut started) = (0, 0);
+        loop {
+            while ended < POLL_BUDGET {
+                match self.tasks.poll_join_next(cx) {
+                    Poll::Ready(Some(result)) => {
+                        self.record(result);
+                        ended += 1;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
                 }
-                Poll::Ready(None) | Poll::Pending => break,
             }
-        }
-
-        let mut started = 0;
-        while let Some(stream) = &mut self.stream {
-            // Full: the stream is not polled, so new clients wait in the
-            // kernel's backlog. A finished task wakes this one.
-            if self.tasks.len() >= self.max_connections || started == POLL_BUDGET {
+            let started_before = started;
+            while let Some(stream) = &mut self.stream {
+                // Full: the stream is not polled, so new clients wait in the
+                // kernel's backlog. A finished task wakes this one.
+                if self.tasks.len() >= self.max_connections || started == POLL_BUDGET {
+                    break;
+                }
+                match Pin::new(stream).poll_next(cx) {
+                    Poll::Ready(Some(connection)) => {
+                        spawn(&mut self.tasks, connection);
+                        self.stats.record_start();
+                        started += 1;
+                    }
+                    Poll::Ready(None) => self.stop_accepting("the accept stream ended"),
+                    Poll::Pending => break,
+                }
+            }
+            // The set wakes this task when one of its tasks ends only if it
+            // was polled after that task was spawned (an empty set keeps no
+            // waker): poll it again after starting any.
+            if started == started_before {
                 break;
-            }
-            match Pin::new(stream).poll_next(cx) {
-                Poll::Ready(Some(connection)) => {
-                    spawn(&mut self.tasks, connection);
-                    self.stats.record_start();
-                    started += 1;
-                }
-                Poll::Ready(None) => self.stop_accepting("the accept stream ended"),
-                Poll::Pending => break,
             }
         }
 
