@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_stream::StreamExt;
 
 use tokio1_support::{
-    poll_once, run, CountingWaker, DropSignal, Flavour, Gauge, StreamFn, FLAVOURS, GENEROUS,
+    poll_once, run, CountingWaker, Flavour, Gauge, OnDrop, StreamFn, FLAVOURS, GENEROUS,
 };
 
 type Connection = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
@@ -283,7 +283,9 @@ fn idle_stream(
     dropped: oneshot::Sender<()>,
 ) -> StreamFn<impl FnMut(&mut std::task::Context<'_>) -> Poll<Option<std::future::Ready<()>>> + Unpin>
 {
-    let guard = DropSignal(Some(dropped));
+    let guard = OnDrop::new(move || {
+        let _ = dropped.send(());
+    });
     StreamFn(move |_: &mut std::task::Context<'_>| {
         let _ = &guard;
         Poll::Pending
@@ -327,7 +329,9 @@ fn the_signal_closes_a_full_server_at_once_and_running_connections_finish() {
         let (mut held, connections) = held_connections(1000);
         let (stop, stopped) = oneshot::channel::<()>();
         let (dropped_tx, dropped) = oneshot::channel();
-        let guard = DropSignal(Some(dropped_tx));
+        let guard = OnDrop::new(move || {
+            let _ = dropped_tx.send(());
+        });
         let connections = connections.map(move |c| {
             let _ = &guard;
             c

@@ -141,14 +141,20 @@ impl Gauge {
     }
 }
 
-/// Sends on a channel when dropped: tells a test that a stream (and so a
+/// Runs a closure when dropped: tells a test that a stream (and so a
 /// listener) or a connection is gone, without polling for it.
-pub struct DropSignal(pub Option<oneshot::Sender<()>>);
+pub struct OnDrop<F: FnOnce()>(pub Option<F>);
 
-impl Drop for DropSignal {
+impl<F: FnOnce()> OnDrop<F> {
+    pub fn new(f: F) -> OnDrop<F> {
+        OnDrop(Some(f))
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
     fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
+        if let Some(f) = self.0.take() {
+            f();
         }
     }
 }
