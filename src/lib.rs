@@ -16,8 +16,6 @@ mod listen;
 mod sleep_on_error;
 mod stats;
 mod take_until;
-/// The same adapters for tokio 1 (the `tokio1` cargo feature, off by
-/// default).
 #[cfg(feature = "tokio1")]
 pub mod tokio1;
 

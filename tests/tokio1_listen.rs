@@ -17,10 +17,10 @@ use tk_listen::tokio1::ListenExt;
 use tk_listen::ListenStats;
 use tokio::runtime::Builder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 
 use tokio1_support::{
-    poll_once, run, CountingWaker, Flavour, Gauge, OnDrop, StreamFn, FLAVOURS, GENEROUS,
+    poll_once, run, stream_fn, CountingWaker, Flavour, Gauge, OnDrop, StreamFn, FLAVOURS, GENEROUS,
 };
 
 type Connection = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
@@ -36,18 +36,13 @@ struct Held {
     started: mpsc::UnboundedReceiver<()>,
 }
 
-fn held_connections(
-    total: usize,
-) -> (
-    Held,
-    StreamFn<impl FnMut(&mut std::task::Context<'_>) -> Poll<Option<Connection>> + Unpin>,
-) {
+fn held_connections(total: usize) -> (Held, impl Stream<Item = Connection> + Unpin) {
     let polls = Arc::new(AtomicUsize::new(0));
     let gauge = Arc::new(Gauge::default());
     let release = Arc::new(Semaphore::new(0));
     let (started_tx, started) = mpsc::unbounded_channel();
     let (p, g, r) = (polls.clone(), gauge.clone(), release.clone());
-    let stream = StreamFn(move |_: &mut std::task::Context<'_>| {
+    let stream = stream_fn(move |_: &mut std::task::Context<'_>| {
         if p.fetch_add(1, Ordering::SeqCst) >= total {
             return Poll::Ready(None);
         }
@@ -274,19 +269,16 @@ fn a_panic_in_the_accept_stream_itself_propagates() {
 #[test]
 #[should_panic(expected = "listen(0) would never accept a connection")]
 fn listen_zero_panics_with_a_message_saying_why() {
-    let _ = tokio_stream::pending::<std::future::Ready<()>>().listen(0);
+    drop(tokio_stream::pending::<std::future::Ready<()>>().listen(0));
 }
 
 /// A stream that never yields and tells `dropped` when it is dropped (as a
 /// listener closing).
-fn idle_stream(
-    dropped: oneshot::Sender<()>,
-) -> StreamFn<impl FnMut(&mut std::task::Context<'_>) -> Poll<Option<std::future::Ready<()>>> + Unpin>
-{
+fn idle_stream(dropped: oneshot::Sender<()>) -> impl Stream<Item = std::future::Ready<()>> + Unpin {
     let guard = OnDrop::new(move || {
         let _ = dropped.send(());
     });
-    StreamFn(move |_: &mut std::task::Context<'_>| {
+    stream_fn(move |_: &mut std::task::Context<'_>| {
         let _ = &guard;
         Poll::Pending
     })

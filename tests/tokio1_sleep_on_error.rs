@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use tk_listen::tokio1::ListenExt;
 use tokio::runtime::Builder;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 
 use tokio1_support::{
-    os_error, poll_stream_once, run, CountingWaker, StreamFn, FLAVOURS, GENEROUS,
+    os_error, poll_stream_once, run, stream_fn, CountingWaker, StreamFn, FLAVOURS, GENEROUS,
 };
 
 /// Long enough that a test which paused by mistake could never pass.
@@ -66,14 +66,11 @@ fn timer_runtime() -> tokio::runtime::Runtime {
 /// A stream of `results`, counting how often it is polled.
 fn counted(
     results: Vec<io::Result<u32>>,
-) -> (
-    Rc<Cell<usize>>,
-    StreamFn<impl FnMut(&mut std::task::Context<'_>) -> Poll<Option<io::Result<u32>>> + Unpin>,
-) {
+) -> (Rc<Cell<usize>>, impl Stream<Item = io::Result<u32>> + Unpin) {
     let polls = Rc::new(Cell::new(0));
     let counter = polls.clone();
     let mut results = results.into_iter();
-    let stream = StreamFn(move |_: &mut std::task::Context<'_>| {
+    let stream = stream_fn(move |_: &mut std::task::Context<'_>| {
         counter.set(counter.get() + 1);
         Poll::Ready(results.next())
     });

@@ -48,12 +48,11 @@ impl<S> Listen<S> {
     ///
     /// ```
     /// use tk_listen::tokio1::ListenExt;
+    /// use tokio_stream::StreamExt;
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let connections = tokio_stream::iter(vec![
-    ///     Box::pin(async { Ok(()) }),
-    ///     Box::pin(async { Err("reset") }),
-    /// ]);
+    /// // Two connections that end at once; the second one fails.
+    /// let connections = tokio_stream::iter(vec![Ok(()), Err("reset")]).map(std::future::ready);
     /// let server = connections.listen(10);
     /// let stats = server.stats();
     /// server.await;
@@ -73,7 +72,7 @@ impl<S> Listen<S> {
     /// them has finished. The signal is polled first at every poll, also
     /// while the server is full, so an idle, busy or full server stops
     /// accepting as soon as it fires. Its output is ignored: a
-    /// [`oneshot::Receiver`](tokio::sync::oneshot::Receiver) whose sender
+    /// `tokio::sync::oneshot::Receiver` whose sender
     /// was dropped fires it too. Logged at `info`, with the number of
     /// connections left to drain.
     ///
@@ -162,14 +161,16 @@ impl<S> Listen<S> {
     /// use std::time::Duration;
     ///
     /// use tk_listen::tokio1::{incoming, ListenExt};
+    /// use tokio::io::AsyncWriteExt;
     /// use tokio::net::TcpListener;
+    /// use tokio_stream::StreamExt;
     ///
     /// # async fn doc() -> std::io::Result<()> {
     /// let server = incoming(TcpListener::bind("127.0.0.1:0").await?)
     ///     .sleep_on_error(Duration::from_millis(100))
+    ///     .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
     ///     .listen(1000);
-    /// let accepts = server.get_ref().unwrap();
-    /// println!("listening on {}", accepts.get_ref().get_ref().local_addr()?);
+    /// assert!(server.get_ref().is_some()); // the `map` adapter, still accepting
     /// # Ok(()) }
     /// ```
     pub fn get_ref(&self) -> Option<&S> {
@@ -187,13 +188,17 @@ impl<S> Listen<S> {
     /// use std::time::Duration;
     ///
     /// use tk_listen::tokio1::{incoming, ListenExt};
+    /// use tokio::io::AsyncWriteExt;
     /// use tokio::net::TcpListener;
+    /// use tokio_stream::StreamExt;
     ///
     /// # async fn doc() -> std::io::Result<()> {
     /// let mut server = incoming(TcpListener::bind("127.0.0.1:0").await?)
     ///     .sleep_on_error(Duration::from_millis(100))
+    ///     .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
     ///     .listen(1000);
-    /// server.get_mut().unwrap().get_mut().get_mut().set_ttl(64)?;
+    /// let accepts = server.get_mut().unwrap(); // the `map` adapter
+    /// # let _ = accepts;
     /// # Ok(()) }
     /// ```
     pub fn get_mut(&mut self) -> Option<&mut S> {

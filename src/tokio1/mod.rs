@@ -1,4 +1,5 @@
-//! The same adapters for tokio 1 and `futures-core` 0.3 streams.
+//! The same adapters for tokio 1 and `futures-core` 0.3 streams; needs the
+//! `tokio1` cargo feature.
 //!
 //! **Available with the `tokio1` cargo feature only** (off by default):
 //!

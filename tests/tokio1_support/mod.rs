@@ -66,6 +66,14 @@ pub fn run<F: Future>(flavour: Flavour, future: F) -> F::Output {
 /// A stream made of a closure, like `futures::stream::poll_fn`.
 pub struct StreamFn<F>(pub F);
 
+/// A stream made of a closure.
+pub fn stream_fn<T, F>(f: F) -> impl Stream<Item = T> + Unpin
+where
+    F: FnMut(&mut Context<'_>) -> Poll<Option<T>> + Unpin,
+{
+    StreamFn(f)
+}
+
 impl<T, F: FnMut(&mut Context<'_>) -> Poll<Option<T>> + Unpin> Stream for StreamFn<F> {
     type Item = T;
 
