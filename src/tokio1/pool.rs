@@ -110,16 +110,6 @@ where
 
         let (mut ended, mut started) = (0, 0);
         loop {
-            while ended < POLL_BUDGET {
-                match self.tasks.poll_join_next(cx) {
-                    Poll::Ready(Some(result)) => {
-                        self.record(result);
-                        ended += 1;
-                    }
-                    Poll::Ready(None) | Poll::Pending => break,
-                }
-            }
-            let started_before = started;
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the
                 // kernel's backlog. A finished task wakes this one.
@@ -136,10 +126,22 @@ where
                     Poll::Pending => break,
                 }
             }
-            // The set wakes this task when one of its tasks ends only if it
-            // was polled after that task was spawned (an empty set keeps no
-            // waker): poll it again after starting any.
-            if started == started_before {
+            // After the spawns: the set wakes this task when one of its
+            // tasks ends only if it was polled after that task was spawned
+            // (an empty set keeps no waker).
+            let ended_before = ended;
+            while ended < POLL_BUDGET {
+                match self.tasks.poll_join_next(cx) {
+                    Poll::Ready(Some(result)) => {
+                        self.record(result);
+                        ended += 1;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            // Slots freed while the stream may have more: accept again.
+            let freed = ended > ended_before;
+            if !freed || self.stream.is_none() || started == POLL_BUDGET || ended == POLL_BUDGET {
                 break;
             }
         }
