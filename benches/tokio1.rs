@@ -26,11 +26,20 @@
 //!
 //! Run: `cargo bench --features tokio1 --bench tokio1`; figures in
 //! `benches/README.md`.
+//!
+//! For instruction counts that load doesn't change, `TK_TOKIO1_BATCH=<variant>`
+//! runs one variant without client threads, on a `current_thread` runtime:
+//! one server for the whole run; `TK_TOKIO1_BATCHES` (default 50) times, it
+//! fills the listener's backlog with `TK_TOKIO1_BATCH_SIZE` (default 100, at
+//! most 128) connected clients, then runs the runtime in `turn_until_served`
+//! until all of them have been answered. `benches/callgrind_tokio1.sh` counts
+//! the instructions inside that function only, per connection.
 
 mod support;
 
 use std::io::Read;
 use std::net::{self, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,7 +48,7 @@ use tk_listen::tokio1::{incoming, ListenExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::runtime::{Builder, Runtime};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio_stream::StreamExt;
 
 /// Upper bound on the connections one client thread makes in one round, so
@@ -106,6 +115,10 @@ struct Round {
 }
 
 fn main() {
+    if let Ok(name) = std::env::var("TK_TOKIO1_BATCH") {
+        batch_mode(&name);
+        return;
+    }
     let rounds = support::env_usize("TK_BENCH_ROUNDS", 5).max(1);
     let round_time = support::env_millis("TK_BENCH_ROUND_MS", 2000);
     let clients = support::env_usize("TK_BENCH_CLIENTS", 4).max(1);
@@ -278,7 +291,7 @@ fn start_server(flavour: Flavour, variant: Variant) -> Server {
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             // On the multi-thread runtime the accept loop runs on a worker,
             // as the connections do.
-            let server = tokio::spawn(serve(variant, listener));
+            let server = tokio::spawn(serve(variant, listener, || ()));
             let _ = stopped.await;
             server.abort();
         });
@@ -293,12 +306,18 @@ fn start_server(flavour: Flavour, variant: Variant) -> Server {
     Server { addr, stop, thread }
 }
 
-async fn serve(variant: Variant, listener: TcpListener) {
+/// Runs `variant`'s server; `answered` is called after each reply.
+async fn serve<F>(variant: Variant, listener: TcpListener, answered: F)
+where
+    F: Fn() + Clone + Send + 'static,
+{
     match variant {
         Variant::Plain => loop {
             if let Ok((mut socket, _)) = listener.accept().await {
+                let answered = answered.clone();
                 tokio::spawn(async move {
                     let _ = socket.write_all(b"hello\n").await;
+                    answered();
                 });
             }
         },
@@ -307,8 +326,10 @@ async fn serve(variant: Variant, listener: TcpListener) {
             loop {
                 let permit = limit.clone().acquire_owned().await.expect("semaphore");
                 if let Ok((mut socket, _)) = listener.accept().await {
+                    let answered = answered.clone();
                     tokio::spawn(async move {
                         let _ = socket.write_all(b"hello\n").await;
+                        answered();
                         drop(permit);
                     });
                 }
@@ -317,9 +338,90 @@ async fn serve(variant: Variant, listener: TcpListener) {
         Variant::TkListen => {
             incoming(listener)
                 .sleep_on_error(Duration::from_millis(100))
-                .map(|(mut socket, _)| async move { socket.write_all(b"hello\n").await })
+                .map(move |(mut socket, _)| {
+                    let answered = answered.clone();
+                    async move {
+                        let written = socket.write_all(b"hello\n").await;
+                        answered();
+                        written
+                    }
+                })
                 .listen(LIMIT)
                 .await
         }
     }
+}
+
+/// How many replies the batch-mode server has sent, and a wake-up for the
+/// batch that waits for the last one.
+struct Answered {
+    count: AtomicUsize,
+    target: AtomicUsize,
+    reached: Notify,
+}
+
+/// Batch mode: one variant, no client threads, a repeatable amount of work
+/// for callgrind.
+fn batch_mode(name: &str) {
+    let variant = *VARIANTS
+        .iter()
+        .find(|v| v.name() == name)
+        .unwrap_or_else(|| panic!("TK_TOKIO1_BATCH={name:?}: use plain, axum_style or tk_listen"));
+    let batches = support::env_usize("TK_TOKIO1_BATCHES", 50);
+    let size = support::env_usize("TK_TOKIO1_BATCH_SIZE", 100).clamp(1, 128);
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let listener = runtime
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(Answered {
+        count: AtomicUsize::new(0),
+        target: AtomicUsize::new(usize::MAX),
+        reached: Notify::new(),
+    });
+    let counter = answered.clone();
+    runtime.spawn(serve(variant, listener, move || {
+        let count = counter.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if count == counter.target.load(Ordering::SeqCst) {
+            counter.reached.notify_one();
+        }
+    }));
+    for batch in 1..=batches {
+        let clients: Vec<net::TcpStream> = (0..size)
+            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
+            .collect();
+        turn_until_served(&runtime, &answered, batch * size);
+        for mut client in clients {
+            let mut reply = Vec::new();
+            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let _ = client.read_to_end(&mut reply);
+            assert_eq!(reply, b"hello\n", "a client got no reply");
+        }
+    }
+    println!(
+        "{} answered {} connections in batches of {size}, one server",
+        variant.name(),
+        answered.count.load(Ordering::SeqCst)
+    );
+}
+
+/// Runs the runtime until `target` replies have been sent (at most 10 s).
+#[inline(never)]
+fn turn_until_served(runtime: &Runtime, answered: &Answered, target: usize) {
+    answered.target.store(target, Ordering::SeqCst);
+    runtime.block_on(async {
+        let wait = async {
+            while answered.count.load(Ordering::SeqCst) < target {
+                answered.reached.notified().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "served only {} of {target}",
+                    answered.count.load(Ordering::SeqCst)
+                )
+            });
+    });
 }

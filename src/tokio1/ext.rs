@@ -73,7 +73,8 @@ pub trait ListenExt: Stream {
     ///
     /// A connection future outputs `()` or `Result<(), E>`
     /// ([`ConnectionOutput`]): an `Err` is counted as failed and otherwise
-    /// ignored. A connection that panics is dropped, its slot freed, and the
+    /// ignored. The future is spawned as it is, so its output is what its
+    /// task returns: `Send + 'static`. A connection that panics is dropped, its slot freed, and the
     /// panic logged at `error` with its message and counted; the server goes
     /// on (unless the program is built with `panic = "abort"`). A panic of
     /// the stream itself is not caught: it unwinds out of this future's
@@ -117,7 +118,7 @@ pub trait ListenExt: Stream {
     where
         Self: Sized + Unpin,
         Self::Item: Future + Send + 'static,
-        <Self::Item as Future>::Output: ConnectionOutput,
+        <Self::Item as Future>::Output: ConnectionOutput + Send + 'static,
     {
         listen::new(self, max_connections)
     }
@@ -167,7 +168,7 @@ pub trait ListenExt: Stream {
     where
         Self: Sized + Unpin,
         Self::Item: Future + 'static,
-        <Self::Item as Future>::Output: ConnectionOutput,
+        <Self::Item as Future>::Output: ConnectionOutput + 'static,
     {
         local_listen::new(self, max_connections)
     }

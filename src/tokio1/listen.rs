@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::connection::ConnectionOutput;
-use super::pool::{self, Pool};
+use super::pool::Pool;
 use crate::stats::ListenStats;
 
 /// A shutdown signal that may move between threads, boxed so that
@@ -23,17 +23,32 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// every connection has finished. Dropping it aborts every connection still
 /// running: that is forced shutdown.
 #[must_use = "futures do nothing unless polled"]
-pub struct Listen<S> {
-    pool: Pool<S, Signal>,
+pub struct Listen<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    pool: Pool<S, Signal, Output<S>>,
 }
 
-pub(super) fn new<S>(stream: S, max_connections: usize) -> Listen<S> {
+/// What a connection future of `S` resolves to.
+type Output<S> = <<S as Stream>::Item as Future>::Output;
+
+pub(super) fn new<S>(stream: S, max_connections: usize) -> Listen<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
     Listen {
         pool: Pool::new(stream, max_connections),
     }
 }
 
-impl<S> Listen<S> {
+impl<S> Listen<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
     /// A handle to this server's live counters: connections started and
     /// running, and how each one ended. Take it before the future moves
     /// into a task; it can be read from any thread.
@@ -210,18 +225,22 @@ impl<S> Future for Listen<S>
 where
     S: Stream + Unpin,
     S::Item: Future + Send + 'static,
-    <S::Item as Future>::Output: ConnectionOutput,
+    Output<S>: ConnectionOutput + Send + 'static,
 {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.get_mut().pool.poll(cx, |tasks, connection| {
-            tasks.spawn(pool::run(connection));
+            tasks.spawn(connection);
         })
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Listen<S> {
+impl<S> fmt::Debug for Listen<S>
+where
+    S: Stream + fmt::Debug,
+    S::Item: Future,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Listen");
         self.pool.debug_fields(&mut d);

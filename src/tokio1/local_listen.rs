@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::connection::ConnectionOutput;
-use super::pool::{self, Pool};
+use super::pool::Pool;
 use crate::stats::ListenStats;
 
 /// A shutdown signal that stays on this thread.
@@ -21,17 +21,32 @@ type Signal = Pin<Box<dyn Future<Output = ()>>>;
 /// shutdown, panic isolation, counters), but all its connections run on the
 /// thread of the `LocalSet` that polls it.
 #[must_use = "futures do nothing unless polled"]
-pub struct LocalListen<S> {
-    pool: Pool<S, Signal>,
+pub struct LocalListen<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    pool: Pool<S, Signal, Output<S>>,
 }
 
-pub(super) fn new<S>(stream: S, max_connections: usize) -> LocalListen<S> {
+/// What a connection future of `S` resolves to.
+type Output<S> = <<S as Stream>::Item as Future>::Output;
+
+pub(super) fn new<S>(stream: S, max_connections: usize) -> LocalListen<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
     LocalListen {
         pool: Pool::new(stream, max_connections),
     }
 }
 
-impl<S> LocalListen<S> {
+impl<S> LocalListen<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
     /// A handle to this server's live counters, as
     /// [`Listen::stats`](super::Listen::stats) describes.
     ///
@@ -143,18 +158,22 @@ impl<S> Future for LocalListen<S>
 where
     S: Stream + Unpin,
     S::Item: Future + 'static,
-    <S::Item as Future>::Output: ConnectionOutput,
+    Output<S>: ConnectionOutput + 'static,
 {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.get_mut().pool.poll(cx, |tasks, connection| {
-            tasks.spawn_local(pool::run(connection));
+            tasks.spawn_local(connection);
         })
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for LocalListen<S> {
+impl<S> fmt::Debug for LocalListen<S>
+where
+    S: Stream + fmt::Debug,
+    S::Item: Future,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("LocalListen");
         self.pool.debug_fields(&mut d);

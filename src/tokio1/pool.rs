@@ -16,20 +16,22 @@ use super::connection::{ConnectionOutput, PanicMessage};
 use crate::limits::POLL_BUDGET;
 use crate::stats::{ListenStats, Outcome};
 
-pub(super) struct Pool<S, Signal> {
+pub(super) struct Pool<S, Signal, O> {
     /// `None` once the stream has ended, the signal fired or
     /// `stop_accepting` was called: the listener is closed.
     stream: Option<S>,
     /// `None` when there is none or once it has fired.
     signal: Option<Signal>,
-    /// One task per running connection; its length is the number running.
-    tasks: JoinSet<Outcome>,
+    /// One task per running connection, the connection future itself (no
+    /// wrapper, so no bigger task to build and move); its length is the
+    /// number running.
+    tasks: JoinSet<O>,
     max_connections: usize,
     stats: ListenStats,
 }
 
-impl<S, Signal> Pool<S, Signal> {
-    pub(super) fn new(stream: S, max_connections: usize) -> Pool<S, Signal> {
+impl<S, Signal, O> Pool<S, Signal, O> {
+    pub(super) fn new(stream: S, max_connections: usize) -> Pool<S, Signal, O> {
         assert!(
             max_connections > 0,
             "listen(0) would never accept a connection and never resolve; \
@@ -71,9 +73,13 @@ impl<S, Signal> Pool<S, Signal> {
         }
     }
 
-    fn record(&self, ended: Result<Outcome, JoinError>) {
+    fn record(&self, ended: Result<O, JoinError>)
+    where
+        O: ConnectionOutput,
+    {
         let outcome = match ended {
-            Ok(outcome) => outcome,
+            Ok(output) if output.is_failure() => Outcome::Failed,
+            Ok(_) => Outcome::Finished,
             Err(e) if e.is_panic() => {
                 error!("a connection panicked: {}", PanicMessage(&*e.into_panic()));
                 Outcome::Panicked
@@ -89,16 +95,17 @@ impl<S, Signal> Pool<S, Signal> {
     }
 }
 
-impl<S, Signal> Pool<S, Signal>
+impl<S, Signal, O> Pool<S, Signal, O>
 where
     S: Stream + Unpin,
     Signal: Future<Output = ()> + Unpin,
+    O: ConnectionOutput + 'static,
 {
     /// The whole of `Listen::poll`; `spawn` starts one connection's task.
     pub(super) fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        mut spawn: impl FnMut(&mut JoinSet<Outcome>, S::Item),
+        mut spawn: impl FnMut(&mut JoinSet<O>, S::Item),
     ) -> Poll<()> {
         // The signal goes first, whether the pool is full or not: polling it
         // registers this task to be woken when it fires.
@@ -139,7 +146,8 @@ where
                     Poll::Ready(None) | Poll::Pending => break,
                 }
             }
-            // Slots freed while the stream may have more: accept again.
+            // Slots were freed: accept again now, as nothing else would wake
+            // this task to do it.
             let freed = ended > ended_before;
             if !freed || self.stream.is_none() || started == POLL_BUDGET || ended == POLL_BUDGET {
                 break;
@@ -159,20 +167,7 @@ where
     }
 }
 
-/// One connection's task: its future, then how it ended.
-pub(super) async fn run<F>(connection: F) -> Outcome
-where
-    F: Future,
-    F::Output: ConnectionOutput,
-{
-    if connection.await.is_failure() {
-        Outcome::Failed
-    } else {
-        Outcome::Finished
-    }
-}
-
-impl<S: fmt::Debug, Signal> Pool<S, Signal> {
+impl<S: fmt::Debug, Signal, O> Pool<S, Signal, O> {
     pub(super) fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>) {
         f.field("stream", &self.stream)
             .field("max_connections", &self.max_connections)
