@@ -23,8 +23,9 @@ pub trait ListenExt: Stream {
     /// The pause is a [`tokio::time::sleep`]; while it runs, the inner
     /// stream is not polled, so a listener's `accept()` is not called and
     /// pending clients wait in the kernel's backlog. A delay longer than a
-    /// year is cut to a year. A zero delay retries at the next poll and
-    /// gives up most of the protection.
+    /// year is cut to a year. A zero delay retries at the next tick of
+    /// tokio's timer (about a millisecond) and gives up most of that
+    /// protection.
     ///
     /// At most 64 skipped errors or ended pauses are handled in one poll;
     /// then the stream wakes its task and yields to the other tasks, and

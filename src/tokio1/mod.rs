@@ -1,5 +1,4 @@
-//! The same adapters for tokio 1 and `futures-core` 0.3 streams; needs the
-//! `tokio1` cargo feature.
+//! The same adapters for tokio 1 and `futures-core` 0.3 streams.
 //!
 //! **Available with the `tokio1` cargo feature only** (off by default):
 //!

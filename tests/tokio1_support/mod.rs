@@ -227,7 +227,8 @@ impl Server {
             .expect("server did not finish in time")
     }
 
-    /// Has the server future resolved? Does not wait.
+    /// Has the server future resolved? Does not wait; a `true` consumes the
+    /// notice that [`Server::wait`] waits for.
     pub fn is_finished(&self) -> bool {
         self.done.try_recv().is_ok()
     }
