@@ -69,10 +69,13 @@
 //!
 //! # Features
 //!
-//! - Error policy, connection cap, graceful shutdown, panic isolation and
-//!   live counters for `futures` 0.1 streams: always.
-//! - Unix domain sockets: the adapters work on any stream of `io::Error`
-//!   results, e.g. `tokio-uds` 0.1's `UnixListener::incoming()`.
+//! - Always: the error policy, the connection cap, graceful shutdown, panic
+//!   isolation, the per-peer cap ([`limit_per_peer`](ListenExt::limit_per_peer))
+//!   and live counters, for any `futures` 0.1 stream; Unix domain sockets
+//!   work the same as TCP (e.g. `tokio-uds` 0.1's `UnixListener::incoming()`).
+//! - `tokio1` (off by default): the module `tokio1`, the same adapters for
+//!   tokio 1 and `futures-core` 0.3 streams. Without it the dependency graph
+//!   has no tokio 1.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -87,6 +90,8 @@ mod shutdown;
 mod sleep_on_error;
 mod stats;
 mod take_until;
+#[cfg(feature = "tokio1")]
+pub mod tokio1;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;

@@ -1,0 +1,73 @@
+//! The same adapters for tokio 1 and `futures-core` 0.3 streams.
+//!
+//! **Available with the `tokio1` cargo feature only** (off by default):
+//!
+//! ```toml
+//! [dependencies]
+//! tk-listen = { version = "0.1", features = ["tokio1"] }
+//! ```
+//!
+//! Without the feature, this crate's dependency graph is the futures 0.1 /
+//! tokio-core one it always was.
+//!
+//! | futures 0.1 / tokio-core | tokio 1 |
+//! |---|---|
+//! | `listener.incoming()` | [`incoming(listener)`](incoming) (`TcpListener`, `UnixListener`) |
+//! | [`crate::ListenExt::sleep_on_error`]`(delay, &handle)` | [`ListenExt::sleep_on_error`]`(delay)` |
+//! | [`crate::ListenExt::listen`]`(n)`, connections on the event loop | [`ListenExt::listen`]`(n)`, connections as tasks on every worker; [`ListenExt::listen_local`]`(n)` for `!Send` ones |
+//! | [`crate::ListenExt::take_until`]`(signal)` | [`Listen::with_graceful_shutdown`]`(signal)` |
+//! | [`AcceptStats`](crate::AcceptStats), [`ListenStats`](crate::ListenStats) | the same types |
+//!
+//! The error policy (which `accept()` errors are skipped, which pause) is
+//! the one in [`crate::ListenExt::sleep_on_error`], decided by the same code;
+//! so are the 64-per-poll budget and the one-year cap on delays.
+//!
+//! Turn each accepted socket into its connection future with `map` from
+//! `tokio_stream::StreamExt` or `futures::StreamExt` (any
+//! [`futures_core::Stream`] combinator works).
+//!
+//! # Examples
+//!
+//! A server that greets every client, at most 1000 at once, until Ctrl-C,
+//! then lets the running connections finish:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use tk_listen::tokio1::{incoming, ListenExt};
+//! use tokio::io::AsyncWriteExt;
+//! use tokio::net::TcpListener;
+//! use tokio_stream::StreamExt;
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = TcpListener::bind("127.0.0.1:8080").await?;
+//!     let server = incoming(listener)
+//!         // Skip per-connection errors; on EMFILE and friends, pause 100 ms.
+//!         .sleep_on_error(Duration::from_millis(100))
+//!         // One future per connection: its whole life, from accept to close.
+//!         .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
+//!         // At most 1000 connections at once, as tasks on the runtime.
+//!         .listen(1000)
+//!         .with_graceful_shutdown(tokio::signal::ctrl_c());
+//!     let stats = server.stats();
+//!     server.await;
+//!     println!("served {} connections", stats.finished());
+//!     Ok(())
+//! }
+//! ```
+
+mod connection;
+mod ext;
+mod incoming;
+mod listen;
+mod local_listen;
+mod pool;
+mod sleep_on_error;
+
+pub use self::connection::ConnectionOutput;
+pub use self::ext::ListenExt;
+pub use self::incoming::{incoming, Incoming};
+pub use self::listen::Listen;
+pub use self::local_listen::LocalListen;
+pub use self::sleep_on_error::SleepOnError;

@@ -1,0 +1,550 @@
+//! `tokio1::ListenExt::listen` and `listen_local`: the cap, the budget,
+//! shutdown, panics and counters. Mock streams of connection futures, on both
+//! runtime flavours, or polled by hand where a step must be exact.
+
+mod tokio1_support;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Poll;
+use std::thread::{self, ThreadId};
+
+use tk_listen::tokio1::ListenExt;
+use tk_listen::ListenStats;
+use tokio::runtime::Builder;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_stream::{Stream, StreamExt};
+
+use tokio1_support::{
+    poll_once, run, stream_fn, CountingWaker, Flavour, Gauge, OnDrop, StreamFn, FLAVOURS, GENEROUS,
+};
+
+type Connection = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
+
+/// Connections that each wait for a permit of `release` (then succeed), and
+/// a count of how often the stream was polled. The stream yields a
+/// connection at every poll, `total` in all, then ends.
+struct Held {
+    polls: Arc<AtomicUsize>,
+    gauge: Arc<Gauge>,
+    release: Arc<Semaphore>,
+    /// One message per connection that started running.
+    started: mpsc::UnboundedReceiver<()>,
+}
+
+fn held_connections(total: usize) -> (Held, impl Stream<Item = Connection> + Unpin) {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let gauge = Arc::new(Gauge::default());
+    let release = Arc::new(Semaphore::new(0));
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (p, g, r) = (polls.clone(), gauge.clone(), release.clone());
+    let stream = stream_fn(move |_: &mut std::task::Context<'_>| {
+        if p.fetch_add(1, Ordering::SeqCst) >= total {
+            return Poll::Ready(None);
+        }
+        let (gauge, release, started) = (g.clone(), r.clone(), started_tx.clone());
+        let connection: Connection = Box::pin(async move {
+            gauge.enter();
+            let _ = started.send(());
+            release.acquire().await.unwrap().forget();
+            gauge.leave();
+            Ok(())
+        });
+        Poll::Ready(Some(connection))
+    });
+    (
+        Held {
+            polls,
+            gauge,
+            release,
+            started,
+        },
+        stream,
+    )
+}
+
+impl Held {
+    /// Waits until `n` more connections have started running.
+    async fn started(&mut self, n: usize) {
+        for _ in 0..n {
+            self.started.recv().await.expect("connection started");
+        }
+    }
+
+    fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+}
+
+fn assert_adds_up(stats: &ListenStats) {
+    assert_eq!(
+        stats.started(),
+        stats.finished() + stats.failed() + stats.panicked() + stats.running(),
+        "{:?}",
+        stats
+    );
+}
+
+#[test]
+fn the_limit_is_reached_exactly_and_never_exceeded() {
+    for flavour in FLAVOURS {
+        let (mut held, connections) = held_connections(40);
+        let server = connections.listen(4);
+        let stats = server.stats();
+        let stats_after = server.stats();
+        let gauge = held.gauge.clone();
+        run(flavour, async move {
+            let server = tokio::spawn(server);
+            held.started(4).await;
+            // Full: the stream was polled once per connection, not once more.
+            assert_eq!(held.polls(), 4, "{:?}: stream polled while full", flavour);
+            assert_eq!((stats.started(), stats.running()), (4, 4));
+            // One finished connection frees exactly one slot.
+            held.release.add_permits(1);
+            held.started(1).await;
+            assert_eq!(held.polls(), 5, "{:?}", flavour);
+            assert_eq!((stats.started(), stats.finished()), (5, 1));
+            held.release.add_permits(100);
+            server.await.unwrap();
+            assert_eq!(held.polls(), 41, "polled until the stream ended");
+        });
+        assert_eq!(gauge.max(), 4, "{:?}: connections running at once", flavour);
+        assert_eq!(gauge.finished(), 40);
+        assert_eq!((stats_after.started(), stats_after.finished()), (40, 40));
+        assert_adds_up(&stats_after);
+    }
+}
+
+#[test]
+fn a_full_server_does_not_poll_its_stream_however_often_it_is_polled() {
+    // Hand-polled inside a runtime whose tasks never run, so the spawned
+    // connections stay in flight.
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let _context = runtime.enter();
+    let (held, connections) = held_connections(10);
+    let mut server = connections.listen(3);
+    let (_, waker) = CountingWaker::new();
+    for _ in 0..5 {
+        assert!(poll_once(&mut server, &waker).is_pending());
+        assert_eq!(held.polls(), 3, "stream polled while full");
+    }
+    assert_eq!(server.stats().running(), 3);
+}
+
+#[test]
+fn at_most_64_connections_start_or_finish_in_one_poll() {
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let counter = finished.clone();
+    let mut left = 100;
+    let connections = StreamFn(move |_: &mut std::task::Context<'_>| {
+        if left == 0 {
+            return Poll::Ready(None);
+        }
+        left -= 1;
+        let counter = counter.clone();
+        Poll::Ready(Some(async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }))
+    });
+    let mut server = connections.listen(1000);
+    let stats = server.stats();
+    let (woken, waker) = CountingWaker::new();
+    {
+        let _context = runtime.enter();
+        assert!(poll_once(&mut server, &waker).is_pending());
+        assert_eq!(
+            (stats.started(), woken.count()),
+            (64, 1),
+            "started in one poll"
+        );
+        assert!(poll_once(&mut server, &waker).is_pending());
+        assert_eq!(stats.started(), 100);
+    }
+    // Let the 100 connections run to the end.
+    runtime.block_on(async {
+        for _ in 0..10_000 {
+            if finished.load(Ordering::SeqCst) == 100 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!(finished.load(Ordering::SeqCst), 100);
+    let _context = runtime.enter();
+    let woken_before = woken.count();
+    assert!(poll_once(&mut server, &waker).is_pending());
+    assert_eq!(
+        stats.finished(),
+        64,
+        "finished connections handled in one poll"
+    );
+    assert_eq!(
+        woken.count(),
+        woken_before + 1,
+        "must ask to be polled again"
+    );
+    assert_eq!(poll_once(&mut server, &waker), Poll::Ready(()));
+    assert_eq!((stats.finished(), stats.running()), (100, 0));
+}
+
+#[test]
+fn failed_connections_are_counted_and_do_not_stop_the_server() {
+    for flavour in FLAVOURS {
+        let connections = tokio_stream::iter(0..40).map(|i| async move {
+            if i % 2 == 0 {
+                Ok(())
+            } else {
+                Err("this connection failed")
+            }
+        });
+        let server = connections.listen(4);
+        let stats = server.stats();
+        run(flavour, server);
+        assert_eq!(
+            (stats.started(), stats.finished(), stats.failed()),
+            (40, 20, 20),
+            "{:?}",
+            flavour
+        );
+        assert_adds_up(&stats);
+    }
+}
+
+#[test]
+fn unit_outputs_count_as_finished() {
+    for flavour in FLAVOURS {
+        let server = tokio_stream::iter(0..5).map(|_| async {}).listen(2);
+        let stats = server.stats();
+        run(flavour, server);
+        assert_eq!((stats.finished(), stats.failed()), (5, 0), "{:?}", flavour);
+    }
+}
+
+#[test]
+fn a_panicking_connection_is_counted_and_its_slot_freed() {
+    tokio1_support::init_logging();
+    for flavour in FLAVOURS {
+        let connections = tokio_stream::iter(0..5).map(|i| async move {
+            if i == 1 || i == 3 {
+                panic!("connection {} panics on purpose", i);
+            }
+        });
+        // One slot: if a panic didn't free it, nothing after it would run.
+        let server = connections.listen(1);
+        let stats = server.stats();
+        run(flavour, server);
+        assert_eq!(
+            (
+                stats.started(),
+                stats.finished(),
+                stats.panicked(),
+                stats.running()
+            ),
+            (5, 3, 2, 0),
+            "{:?}",
+            flavour
+        );
+    }
+}
+
+#[test]
+fn a_panic_in_the_accept_stream_itself_propagates() {
+    for flavour in FLAVOURS {
+        let connections = StreamFn(
+            |_: &mut std::task::Context<'_>| -> Poll<Option<std::future::Ready<()>>> {
+                panic!("the accept stream panics on purpose")
+            },
+        );
+        let joined = run(flavour, async { tokio::spawn(connections.listen(4)).await });
+        let error = joined.expect_err("the panic was swallowed");
+        assert!(error.is_panic(), "{:?}: {}", flavour, error);
+    }
+}
+
+#[test]
+#[should_panic(expected = "listen(0) would never accept a connection")]
+fn listen_zero_panics_with_a_message_saying_why() {
+    drop(tokio_stream::pending::<std::future::Ready<()>>().listen(0));
+}
+
+/// A stream that never yields and tells `dropped` when it is dropped (as a
+/// listener closing).
+fn idle_stream(dropped: oneshot::Sender<()>) -> impl Stream<Item = std::future::Ready<()>> + Unpin {
+    let guard = OnDrop::new(move || {
+        let _ = dropped.send(());
+    });
+    stream_fn(move |_: &mut std::task::Context<'_>| {
+        let _ = &guard;
+        Poll::Pending
+    })
+}
+
+#[test]
+fn the_signal_stops_an_idle_server() {
+    for flavour in FLAVOURS {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (dropped_tx, dropped) = oneshot::channel();
+        let server = idle_stream(dropped_tx)
+            .listen(4)
+            .with_graceful_shutdown(stopped);
+        run(flavour, async move {
+            let server = tokio::spawn(server);
+            tokio::task::yield_now().await;
+            stop.send(()).unwrap();
+            dropped.await.expect("the stream was dropped");
+            server.await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_dropped_signal_sender_stops_the_server_too() {
+    for flavour in FLAVOURS {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (dropped_tx, _dropped) = oneshot::channel();
+        let server = idle_stream(dropped_tx)
+            .listen(4)
+            .with_graceful_shutdown(stopped);
+        drop(stop);
+        run(flavour, server);
+    }
+}
+
+#[test]
+fn the_signal_closes_a_full_server_at_once_and_running_connections_finish() {
+    for flavour in FLAVOURS {
+        let (mut held, connections) = held_connections(1000);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (dropped_tx, dropped) = oneshot::channel();
+        let guard = OnDrop::new(move || {
+            let _ = dropped_tx.send(());
+        });
+        let connections = connections.map(move |c| {
+            let _ = &guard;
+            c
+        });
+        let server = connections.listen(2).with_graceful_shutdown(stopped);
+        let stats = server.stats();
+        run(flavour, async move {
+            let server = tokio::spawn(server);
+            held.started(2).await;
+            stop.send(()).unwrap();
+            // Full, yet the stream is dropped without a connection ending.
+            dropped.await.expect("the stream was dropped");
+            assert_eq!(stats.running(), 2, "{:?}", flavour);
+            assert!(!server.is_finished(), "resolved before its connections");
+            held.release.add_permits(2);
+            server.await.unwrap();
+            assert_eq!(held.polls(), 2, "accepted after the signal");
+            assert_eq!((stats.started(), stats.finished()), (2, 2));
+        });
+    }
+}
+
+#[test]
+fn stop_accepting_drops_the_stream_and_drains() {
+    for flavour in FLAVOURS {
+        let (mut held, connections) = held_connections(1000);
+        let mut server = connections.listen(3);
+        let stats = server.stats();
+        run(flavour, async move {
+            // Polled once here, in this task, so that it can be reached
+            // between polls.
+            std::future::poll_fn(|cx| {
+                assert!(Pin::new(&mut server).poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            held.started(3).await;
+            server.stop_accepting();
+            assert!(server.get_ref().is_none());
+            held.release.add_permits(3);
+            server.await;
+            assert_eq!((stats.started(), stats.finished()), (3, 3));
+            assert_eq!(held.polls(), 3, "accepted after stop_accepting");
+        });
+    }
+}
+
+#[test]
+fn dropping_the_server_aborts_every_connection() {
+    for flavour in FLAVOURS {
+        let (aborted_tx, mut aborted) = mpsc::unbounded_channel::<()>();
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        let connections = tokio_stream::iter(0..3).map(move |_| {
+            let guard = AbortGuard(aborted_tx.clone());
+            let started = started_tx.clone();
+            async move {
+                let _guard = guard;
+                let _ = started.send(());
+                std::future::pending::<()>().await;
+            }
+        });
+        let server = connections.listen(10);
+        let stats = server.stats();
+        run(flavour, async move {
+            tokio::select! {
+                () = server => panic!("a server whose connections never end resolved"),
+                () = async {
+                    for _ in 0..3 {
+                        started.recv().await.unwrap();
+                    }
+                } => {}
+            }
+            // `select!` has dropped the server.
+            for _ in 0..3 {
+                aborted.recv().await.expect("a connection was aborted");
+            }
+        });
+        assert_eq!(
+            stats.running(),
+            3,
+            "{:?}: aborted ones stay counted",
+            flavour
+        );
+    }
+}
+
+/// Reports on a channel when a connection's future is dropped.
+struct AbortGuard(mpsc::UnboundedSender<()>);
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Lets `waiting` connections meet, each blocking its worker thread until
+/// all have arrived or [`GENEROUS`] has passed; returns the threads seen.
+struct Meeting {
+    threads: Mutex<HashSet<ThreadId>>,
+    arrived: Condvar,
+    waiting: usize,
+}
+
+impl Meeting {
+    fn attend(&self) {
+        let mut threads = self.threads.lock().unwrap();
+        threads.insert(thread::current().id());
+        self.arrived.notify_all();
+        let _ = self
+            .arrived
+            .wait_timeout_while(threads, GENEROUS, |t| t.len() < self.waiting)
+            .unwrap();
+    }
+}
+
+#[test]
+fn on_a_multi_thread_runtime_connections_run_on_every_worker() {
+    let meeting = Arc::new(Meeting {
+        threads: Mutex::new(HashSet::new()),
+        arrived: Condvar::new(),
+        waiting: 2,
+    });
+    let m = meeting.clone();
+    let connections = tokio_stream::iter(0..2).map(move |_| {
+        let meeting = m.clone();
+        async move { meeting.attend() }
+    });
+    let runtime = Flavour::MultiThread.runtime();
+    runtime.block_on(async {
+        tokio::time::timeout(GENEROUS * 2, tokio::spawn(connections.listen(2)))
+            .await
+            .expect("finished")
+            .unwrap();
+    });
+    assert_eq!(
+        meeting.threads.lock().unwrap().len(),
+        2,
+        "both connections ran on one worker"
+    );
+}
+
+#[test]
+fn listen_local_runs_connections_that_are_not_send() {
+    for flavour in FLAVOURS {
+        let shared = Rc::new(std::cell::Cell::new(0));
+        let counter = shared.clone();
+        let gauge = Arc::new(Gauge::default());
+        let g = gauge.clone();
+        let connections = tokio_stream::iter(0..20).map(move |i| {
+            let (counter, gauge) = (counter.clone(), g.clone());
+            async move {
+                gauge.enter();
+                tokio::task::yield_now().await;
+                counter.set(counter.get() + 1);
+                gauge.leave();
+                if i == 7 {
+                    panic!("connection 7 panics on purpose");
+                }
+                if i % 5 == 0 {
+                    return Err(());
+                }
+                Ok(())
+            }
+        });
+        let server = connections.listen_local(3);
+        let stats = server.stats();
+        run(flavour, server);
+        assert_eq!(shared.get(), 20);
+        assert_eq!(gauge.max(), 3, "{:?}", flavour);
+        assert_eq!(
+            (
+                stats.started(),
+                stats.finished(),
+                stats.failed(),
+                stats.panicked()
+            ),
+            (20, 15, 4, 1)
+        );
+    }
+}
+
+#[test]
+fn listen_local_stops_on_its_signal_while_full() {
+    for flavour in FLAVOURS {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (release_tx, release) = tokio::sync::watch::channel(false);
+        let started = Rc::new(std::cell::Cell::new(0));
+        let s = started.clone();
+        let connections = tokio_stream::iter(0..100).map(move |_| {
+            let mut release = release.clone();
+            let started = s.clone();
+            async move {
+                started.set(started.get() + 1);
+                let _ = release.wait_for(|&r| r).await;
+            }
+        });
+        let server = connections.listen_local(2).with_graceful_shutdown(stopped);
+        let stats = server.stats();
+        run(flavour, async move {
+            let server = tokio::task::spawn_local(server);
+            for _ in 0..1000 {
+                if started.get() == 2 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            stop.send(()).unwrap();
+            tokio::task::yield_now().await;
+            release_tx.send(true).unwrap();
+            server.await.unwrap();
+        });
+        assert_eq!((stats.started(), stats.finished()), (2, 2), "{:?}", flavour);
+    }
+}
+
+#[test]
+fn a_server_future_is_send_and_its_stats_are_readable_from_other_threads() {
+    fn assert_send<T: Send>(_: &T) {}
+    let server = tokio_stream::iter(0..1).map(|_| async {}).listen(1);
+    assert_send(&server);
+    let stats = server.stats();
+    let reader = thread::spawn(move || stats.max_connections());
+    assert_eq!(reader.join().unwrap(), 1);
+}
