@@ -1,15 +1,28 @@
 //! Live counters, readable from any thread while a server runs.
 //!
 //! Each adapter that counts owns one `Arc` of atomics and hands out clones of
-//! a small handle to it. Only the adapter writes; readers never block it.
-//! Counts are `u64` and start at zero; each is read on its own (a reading of
-//! several counters is not one snapshot).
+//! a small handle to it. Only the adapter writes, from its own `poll` (or the
+//! drop of something it owns), so there is one writer at a time: an increment
+//! is a plain load and store, not a locked read-modify-write, which keeps the
+//! counters off the per-accept cost (`benches/README.md`, "overhead"). Readers
+//! never block the writer. Counts are `u64` and start at zero; each is read on
+//! its own (a reading of several counters is not one snapshot).
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Adds `n` to a counter that has one writer at a time (see the module docs).
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Takes `n` from a counter that has one writer at a time.
+fn sub(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
+}
 
 /// Live counters of a [`Listen`](crate::Listen) future: how many connections
 /// it started, how many run now, and how each one ended.
@@ -70,19 +83,19 @@ impl ListenStats {
 
     pub(crate) fn record_start(&self) {
         let c = &*self.counters;
-        c.started.fetch_add(1, Relaxed);
-        c.running.fetch_add(1, Relaxed);
+        add(&c.started, 1);
+        add(&c.running, 1);
     }
 
     pub(crate) fn record_end(&self, outcome: Outcome) {
         let c = &*self.counters;
-        c.running.fetch_sub(1, Relaxed);
+        sub(&c.running, 1);
         let counter = match outcome {
             Outcome::Finished => &c.finished,
             Outcome::Failed => &c.failed,
             Outcome::Panicked => &c.panicked,
         };
-        counter.fetch_add(1, Relaxed);
+        add(counter, 1);
     }
 
     /// The most connections run at once (the `max_connections` given to
@@ -202,15 +215,15 @@ impl AcceptStats {
     }
 
     pub(crate) fn record_accept(&self) {
-        self.counters.accepted.fetch_add(1, Relaxed);
+        add(&self.counters.accepted, 1);
     }
 
     pub(crate) fn record_skip(&self) {
-        self.counters.skipped.fetch_add(1, Relaxed);
+        add(&self.counters.skipped, 1);
     }
 
     pub(crate) fn record_pause_start(&self, error: &io::Error) {
-        self.counters.pauses.fetch_add(1, Relaxed);
+        add(&self.counters.pauses, 1);
         let mut pause = self.pause_state();
         pause.since = Some(Instant::now());
         pause.last_error = Some(StoredError {
@@ -224,7 +237,7 @@ impl AcceptStats {
         let mut pause = self.pause_state();
         if let Some(since) = pause.since.take() {
             let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.counters.paused_nanos.fetch_add(nanos, Relaxed);
+            add(&self.counters.paused_nanos, nanos);
         }
     }
 
