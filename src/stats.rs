@@ -14,16 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Adds `n` to a counter that has one writer at a time (see the module docs).
-fn add(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
-}
-
-/// Takes `n` from a counter that has one writer at a time.
-fn sub(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
-}
-
 /// Live counters of a [`Listen`](crate::Listen) future: how many connections
 /// it started, how many run now, and how each one ended.
 ///
@@ -57,14 +47,6 @@ struct ListenCounters {
     finished: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
-}
-
-/// How a connection future ended, for [`ListenStats`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Finished,
-    Failed,
-    Panicked,
 }
 
 impl ListenStats {
@@ -305,4 +287,22 @@ impl fmt::Debug for AcceptStats {
             .field("last_pause_error", &self.last_pause_error())
             .finish()
     }
+}
+
+/// How a connection future ended, for [`ListenStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Finished,
+    Failed,
+    Panicked,
+}
+
+/// Adds `n` to a counter that has one writer at a time (see the module docs).
+fn add(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Takes `n` from a counter that has one writer at a time.
+fn sub(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
 }
