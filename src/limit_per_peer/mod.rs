@@ -152,18 +152,6 @@ impl<S> LimitPerPeer<S> {
     }
 
     /// The inner stream.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::SocketAddr;
-    ///
-    /// use futures::stream;
-    /// use tk_listen::ListenExt;
-    ///
-    /// let limited = stream::empty::<((), SocketAddr), ()>().limit_per_peer(8);
-    /// let _accepts = limited.get_ref();
-    /// ```
     pub fn get_ref(&self) -> &S {
         &self.stream
     }
@@ -172,18 +160,6 @@ impl<S> LimitPerPeer<S> {
     ///
     /// Take care not to pull connections out of it directly: they would not
     /// count against their peers.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::SocketAddr;
-    ///
-    /// use futures::stream;
-    /// use tk_listen::ListenExt;
-    ///
-    /// let mut limited = stream::empty::<((), SocketAddr), ()>().limit_per_peer(8);
-    /// let _accepts = limited.get_mut();
-    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.stream
     }
@@ -191,18 +167,6 @@ impl<S> LimitPerPeer<S> {
     /// The inner stream. Connections already let through keep counting
     /// against their peers until they are dropped, but nothing limits the
     /// new ones any more.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::SocketAddr;
-    ///
-    /// use futures::stream;
-    /// use tk_listen::ListenExt;
-    ///
-    /// let limited = stream::empty::<((), SocketAddr), ()>().limit_per_peer(8);
-    /// let _accepts = limited.into_inner(); // the plain stream again
-    /// ```
     pub fn into_inner(self) -> S {
         self.stream
     }

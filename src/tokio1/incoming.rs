@@ -48,52 +48,16 @@ pub fn incoming<L>(listener: L) -> Incoming<L> {
 
 impl<L> Incoming<L> {
     /// The listener, e.g. for its `local_addr()`.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use tk_listen::tokio1::incoming;
-    /// use tokio::net::TcpListener;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let accepts = incoming(TcpListener::bind("127.0.0.1:0").await?);
-    /// println!("listening on {}", accepts.get_ref().local_addr()?);
-    /// # Ok(()) }
-    /// ```
     pub fn get_ref(&self) -> &L {
         &self.listener
     }
 
     /// The listener, mutably.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use tk_listen::tokio1::incoming;
-    /// use tokio::net::TcpListener;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let mut accepts = incoming(TcpListener::bind("127.0.0.1:0").await?);
-    /// accepts.get_mut().set_ttl(64)?;
-    /// # Ok(()) }
-    /// ```
     pub fn get_mut(&mut self) -> &mut L {
         &mut self.listener
     }
 
     /// The listener.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use tk_listen::tokio1::incoming;
-    /// use tokio::net::TcpListener;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let accepts = incoming(TcpListener::bind("127.0.0.1:0").await?);
-    /// let listener = accepts.into_inner(); // the plain listener again
-    /// # Ok(()) }
-    /// ```
     pub fn into_inner(self) -> L {
         self.listener
     }
