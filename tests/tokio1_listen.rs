@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::thread::{self, ThreadId};
+use std::time::Instant;
 
 use tk_listen::tokio1::ListenExt;
 use tk_listen::ListenStats;
@@ -407,6 +408,106 @@ fn dropping_the_server_aborts_every_connection() {
             "{:?}: aborted ones stay counted",
             flavour
         );
+    }
+}
+
+#[test]
+fn connections_cancelled_by_a_runtime_shutting_down_count_as_failed() {
+    for flavour in FLAVOURS {
+        let runtime = flavour.runtime();
+        let connections = tokio_stream::iter(0..3).map(|_| std::future::pending::<()>());
+        let mut server = connections.listen(10);
+        let stats = server.stats();
+        let (_woken, waker) = CountingWaker::new();
+        {
+            let _context = runtime.enter();
+            assert!(poll_once(&mut server, &waker).is_pending());
+        }
+        assert_eq!(stats.started(), 3, "{:?}", flavour);
+        // Shutting down cancels the three tasks, and the server outlives it.
+        drop(runtime);
+        assert_eq!(
+            poll_once(&mut server, &waker),
+            Poll::Ready(()),
+            "{:?}",
+            flavour
+        );
+        assert_eq!((stats.failed(), stats.running()), (3, 0), "{:?}", flavour);
+    }
+}
+
+#[test]
+fn dropping_the_server_aborts_connections_that_took_a_freed_slot() {
+    for flavour in FLAVOURS {
+        let (aborted_tx, mut aborted) = mpsc::unbounded_channel::<()>();
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        // Two slots: the first connection holds one, the second ends at once
+        // and frees the other, which the third one takes.
+        let connections = tokio_stream::iter([false, true, false]).map(move |ends| {
+            let guard = AbortGuard(aborted_tx.clone());
+            let started = started_tx.clone();
+            async move {
+                if !ends {
+                    let _guard = guard;
+                    let _ = started.send(());
+                    std::future::pending::<()>().await;
+                }
+            }
+        });
+        let server = connections.listen(2);
+        let stats = server.stats();
+        run(flavour, async move {
+            tokio::select! {
+                () = server => panic!("a server whose connections never end resolved"),
+                () = async {
+                    for _ in 0..2 {
+                        started.recv().await.unwrap();
+                    }
+                } => {}
+            }
+            // The second connection's guard was dropped when it ended.
+            for _ in 0..3 {
+                aborted.recv().await.expect("a connection was aborted");
+            }
+        });
+        assert_eq!(
+            (stats.started(), stats.finished(), stats.running()),
+            (3, 1, 2),
+            "{:?}",
+            flavour
+        );
+    }
+}
+
+#[test]
+fn the_server_wakes_the_task_that_polled_it_last() {
+    for flavour in FLAVOURS {
+        let runtime = flavour.runtime();
+        let (release, released) = oneshot::channel::<()>();
+        let connections = tokio_stream::iter([released]).map(|released| async move {
+            let _ = released.await;
+        });
+        let mut server = connections.listen(1);
+        let stats = server.stats();
+        // Polled by hand first, then moved into a task.
+        let (_woken, waker) = CountingWaker::new();
+        {
+            let _context = runtime.enter();
+            assert!(poll_once(&mut server, &waker).is_pending());
+        }
+        runtime.block_on(async move {
+            let _ = release.send(());
+            // Not woken, the server would still resolve when the timeout's
+            // timer wakes the task and polls it: so time it.
+            let start = Instant::now();
+            let _ = tokio::time::timeout(GENEROUS, server).await;
+            assert!(
+                start.elapsed() < GENEROUS,
+                "{:?}: the server was not woken",
+                flavour
+            );
+        });
+        assert_eq!(stats.finished(), 1, "{:?}", flavour);
     }
 }
 

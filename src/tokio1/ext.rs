@@ -74,12 +74,12 @@ pub trait ListenExt: Stream {
     ///
     /// A connection future outputs `()` or `Result<(), E>`
     /// ([`ConnectionOutput`]): an `Err` is counted as failed and otherwise
-    /// ignored. The future is spawned as it is, so its output is what its
-    /// task returns: `Send + 'static`. A connection that panics is dropped, its slot freed, and the
-    /// panic logged at `error` with its message and counted; the server goes
-    /// on (unless the program is built with `panic = "abort"`). A panic of
-    /// the stream itself is not caught: it unwinds out of this future's
-    /// poll.
+    /// ignored. Each future runs as a task of its own, so it must be
+    /// `Send + 'static`, and so must its output. A connection that panics
+    /// is dropped, its slot freed, and the panic logged at `error` with its
+    /// message and counted; the server goes on (unless the program is built
+    /// with `panic = "abort"`). A panic of the stream itself is not caught:
+    /// it unwinds out of this future's poll.
     ///
     /// The returned [`Listen`] resolves once the stream has ended and every
     /// connection has finished (a graceful drain); see

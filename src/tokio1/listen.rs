@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::connection::ConnectionOutput;
-use super::pool::Pool;
+use super::pool::{self, Pool};
 use crate::stats::ListenStats;
 
 /// A shutdown signal that may move between threads, boxed so that
@@ -28,7 +28,7 @@ where
     S: Stream,
     S::Item: Future,
 {
-    pool: Pool<S, Signal, Output<S>>,
+    pool: Pool<S, Signal>,
 }
 
 /// What a connection future of `S` resolves to.
@@ -230,8 +230,8 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().pool.poll(cx, |tasks, connection| {
-            tasks.spawn(connection);
+        self.get_mut().pool.poll(cx, |connection, report| {
+            tokio::spawn(pool::run(connection, report))
         })
     }
 }

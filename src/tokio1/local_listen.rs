@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::connection::ConnectionOutput;
-use super::pool::Pool;
+use super::pool::{self, Pool};
 use crate::stats::ListenStats;
 
 /// A shutdown signal that stays on this thread.
@@ -26,7 +26,7 @@ where
     S: Stream,
     S::Item: Future,
 {
-    pool: Pool<S, Signal, Output<S>>,
+    pool: Pool<S, Signal>,
 }
 
 /// What a connection future of `S` resolves to.
@@ -163,8 +163,8 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().pool.poll(cx, |tasks, connection| {
-            tasks.spawn_local(connection);
+        self.get_mut().pool.poll(cx, |connection, report| {
+            tokio::task::spawn_local(pool::run(connection, report))
         })
     }
 }

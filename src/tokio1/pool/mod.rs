@@ -2,6 +2,15 @@
 //! [`LocalListen`](super::LocalListen): a stream of connection futures, the
 //! tasks running them, the cap, the shutdown signal and the counters. The two
 //! futures differ only in how they spawn a connection.
+//!
+//! Each connection runs as a task of its own wrapped by [`run`], which
+//! catches a panic and reports how the connection ended into a queue shared
+//! with the pool, waking the pool's task. The pool alone takes the reports
+//! out and records them (the counters have one writer), and keeps each
+//! task's handle in a slab, to abort them all when it is dropped. This costs
+//! fewer instructions per connection than keeping the tasks in a `JoinSet`,
+//! which allocates, links and unlinks a list entry per task: see "tokio 1"
+//! in `benches/README.md`. The tasks' side lives in [`tasks`].
 
 use std::fmt;
 use std::future::Future;
@@ -9,29 +18,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use log::{debug, error, info};
-use tokio::task::{JoinError, JoinSet};
+use log::info;
+use tokio::task::JoinHandle;
 
-use super::connection::{ConnectionOutput, PanicMessage};
+use self::tasks::Tasks;
+pub(super) use self::tasks::{run, Report};
 use crate::limits::POLL_BUDGET;
-use crate::stats::{ListenStats, Outcome};
+use crate::stats::ListenStats;
 
-pub(super) struct Pool<S, Signal, O> {
+mod tasks;
+
+pub(super) struct Pool<S, Signal> {
     /// `None` once the stream has ended, the signal fired or
     /// `stop_accepting` was called: the listener is closed.
     stream: Option<S>,
     /// `None` when there is none or once it has fired.
     signal: Option<Signal>,
-    /// One task per running connection, the connection future itself (no
-    /// wrapper, so no bigger task to build and move); its length is the
-    /// number running.
-    tasks: JoinSet<O>,
+    /// One task per running connection.
+    tasks: Tasks,
     max_connections: usize,
     stats: ListenStats,
 }
 
-impl<S, Signal, O> Pool<S, Signal, O> {
-    pub(super) fn new(stream: S, max_connections: usize) -> Pool<S, Signal, O> {
+impl<S, Signal> Pool<S, Signal> {
+    pub(super) fn new(stream: S, max_connections: usize) -> Pool<S, Signal> {
         assert!(
             max_connections > 0,
             "listen(0) would never accept a connection and never resolve; \
@@ -40,7 +50,7 @@ impl<S, Signal, O> Pool<S, Signal, O> {
         Pool {
             stream: Some(stream),
             signal: None,
-            tasks: JoinSet::new(),
+            tasks: Tasks::new(),
             max_connections,
             stats: ListenStats::new(max_connections),
         }
@@ -67,45 +77,23 @@ impl<S, Signal, O> Pool<S, Signal, O> {
         if self.stream.take().is_some() {
             info!(
                 "{}; no longer accepting connections, {} left to drain",
-                why,
-                self.tasks.len()
+                why, self.tasks.running
             );
         }
     }
-
-    fn record(&self, ended: Result<O, JoinError>)
-    where
-        O: ConnectionOutput,
-    {
-        let outcome = match ended {
-            Ok(output) if output.is_failure() => Outcome::Failed,
-            Ok(_) => Outcome::Finished,
-            Err(e) if e.is_panic() => {
-                error!("a connection panicked: {}", PanicMessage(&*e.into_panic()));
-                Outcome::Panicked
-            }
-            Err(e) => {
-                // Only a runtime shutting down cancels these tasks: nothing
-                // else holds their handles.
-                debug!("a connection was cancelled: {}", e);
-                Outcome::Failed
-            }
-        };
-        self.stats.record_end(outcome);
-    }
 }
 
-impl<S, Signal, O> Pool<S, Signal, O>
+impl<S, Signal> Pool<S, Signal>
 where
     S: Stream + Unpin,
     Signal: Future<Output = ()> + Unpin,
-    O: ConnectionOutput + 'static,
 {
-    /// The whole of `Listen::poll`; `spawn` starts one connection's task.
+    /// The whole of `Listen::poll`; `spawn` starts one connection's task,
+    /// `run(connection, report)`.
     pub(super) fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        mut spawn: impl FnMut(&mut JoinSet<O>, S::Item),
+        mut spawn: impl FnMut(S::Item, Report) -> JoinHandle<()>,
     ) -> Poll<()> {
         // The signal goes first, whether the pool is full or not: polling it
         // registers this task to be woken when it fires.
@@ -120,12 +108,12 @@ where
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the
                 // kernel's backlog. A finished task wakes this one.
-                if self.tasks.len() >= self.max_connections || started == POLL_BUDGET {
+                if self.tasks.running >= self.max_connections || started == POLL_BUDGET {
                     break;
                 }
                 match Pin::new(stream).poll_next(cx) {
                     Poll::Ready(Some(connection)) => {
-                        spawn(&mut self.tasks, connection);
+                        self.tasks.start(|report| spawn(connection, report));
                         self.stats.record_start();
                         started += 1;
                     }
@@ -133,17 +121,14 @@ where
                     Poll::Pending => break,
                 }
             }
-            // After the spawns: the set wakes this task when one of its
-            // tasks ends only if it was polled after that task was spawned
-            // (an empty set keeps no waker).
             let ended_before = ended;
             while ended < POLL_BUDGET {
-                match self.tasks.poll_join_next(cx) {
-                    Poll::Ready(Some(result)) => {
-                        self.record(result);
+                match self.tasks.next_ended(cx) {
+                    Some(outcome) => {
+                        self.stats.record_end(outcome);
                         ended += 1;
                     }
-                    Poll::Ready(None) | Poll::Pending => break,
+                    None => break,
                 }
             }
             // Slots were freed: accept again now, as nothing else would wake
@@ -160,18 +145,18 @@ where
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        if self.stream.is_none() && self.tasks.is_empty() {
+        if self.stream.is_none() && self.tasks.running == 0 {
             return Poll::Ready(());
         }
         Poll::Pending
     }
 }
 
-impl<S: fmt::Debug, Signal, O> Pool<S, Signal, O> {
+impl<S: fmt::Debug, Signal> Pool<S, Signal> {
     pub(super) fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>) {
         f.field("stream", &self.stream)
             .field("max_connections", &self.max_connections)
-            .field("running", &self.tasks.len())
+            .field("running", &self.tasks.running)
             .field("has_signal", &self.signal.is_some())
             .field("stats", &self.stats);
     }
