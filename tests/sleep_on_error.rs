@@ -14,48 +14,12 @@ use tk_listen::ListenExt;
 use tokio_core::reactor::{Core, Timeout};
 
 use support::{
-    os_error, poll_stream_once, progress_when_another_task_ran, spawn, CountingNotify, GENEROUS,
+    os_error, per_connection_errors, poll_stream_once, progress_when_another_task_ran,
+    resource_errors, spawn, CountingNotify, GENEROUS,
 };
 
 /// Long enough that a test which paused by mistake could never pass.
 const FOREVER: Duration = Duration::from_secs(3600);
-
-fn per_connection_errors() -> Vec<io::Error> {
-    let mut errors = vec![
-        io::Error::from(io::ErrorKind::ConnectionRefused),
-        io::Error::from(io::ErrorKind::ConnectionAborted),
-        io::Error::from(io::ErrorKind::ConnectionReset),
-        os_error(libc::ECONNRESET),
-        os_error(libc::ECONNABORTED),
-    ];
-    errors.extend(
-        [
-            libc::ENETDOWN,
-            libc::EPROTO,
-            libc::ENOPROTOOPT,
-            libc::EHOSTDOWN,
-            libc::EHOSTUNREACH,
-            libc::EOPNOTSUPP,
-            libc::ENETUNREACH,
-        ]
-        .into_iter()
-        .map(os_error),
-    );
-    // "Machine is not on the network": Linux only.
-    #[cfg(target_os = "linux")]
-    errors.push(os_error(libc::ENONET));
-    errors
-}
-
-fn resource_errors() -> Vec<io::Error> {
-    vec![
-        os_error(libc::EMFILE),
-        os_error(libc::ENFILE),
-        os_error(libc::ENOBUFS),
-        os_error(libc::ENOMEM),
-        io::Error::other("an error nobody has heard of"),
-    ]
-}
 
 #[test]
 fn per_connection_errors_are_skipped_without_delay() {

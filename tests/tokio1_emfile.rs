@@ -6,6 +6,7 @@
 //! environment variable) whose `RLIMIT_NOFILE` is lowered, so that the limit
 //! hits only the server and its CPU time can be read from `/proc`.
 
+mod support;
 mod tokio1_support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};

@@ -2,6 +2,7 @@
 //! shutdown, panics and counters. Mock streams of connection futures, on both
 //! runtime flavours, or polled by hand where a step must be exact.
 
+mod support;
 mod tokio1_support;
 
 use std::collections::HashSet;

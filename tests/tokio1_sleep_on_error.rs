@@ -1,6 +1,7 @@
 //! `tokio1::ListenExt::sleep_on_error`: which accept errors are skipped,
 //! which pause, the poll budget and the counters. Mock streams, no sockets.
 
+mod support;
 mod tokio1_support;
 
 use std::cell::Cell;
@@ -15,47 +16,11 @@ use tk_listen::tokio1::ListenExt;
 use tokio::runtime::Builder;
 use tokio_stream::{Stream, StreamExt};
 
-use tokio1_support::{
-    os_error, poll_stream_once, run, stream_fn, CountingWaker, StreamFn, FLAVOURS, GENEROUS,
-};
+use support::{os_error, per_connection_errors, resource_errors, GENEROUS};
+use tokio1_support::{poll_stream_once, run, stream_fn, CountingWaker, StreamFn, FLAVOURS};
 
 /// Long enough that a test which paused by mistake could never pass.
 const FOREVER: Duration = Duration::from_secs(3600);
-
-fn per_connection_errors() -> Vec<io::Error> {
-    let mut errors = vec![
-        io::Error::from(io::ErrorKind::ConnectionRefused),
-        io::Error::from(io::ErrorKind::ConnectionAborted),
-        io::Error::from(io::ErrorKind::ConnectionReset),
-        os_error(libc::ECONNRESET),
-        os_error(libc::ECONNABORTED),
-    ];
-    errors.extend(
-        [
-            libc::ENETDOWN,
-            libc::EPROTO,
-            libc::ENOPROTOOPT,
-            libc::EHOSTDOWN,
-            libc::ENONET,
-            libc::EHOSTUNREACH,
-            libc::EOPNOTSUPP,
-            libc::ENETUNREACH,
-        ]
-        .into_iter()
-        .map(os_error),
-    );
-    errors
-}
-
-fn resource_errors() -> Vec<io::Error> {
-    vec![
-        os_error(libc::EMFILE),
-        os_error(libc::ENFILE),
-        os_error(libc::ENOBUFS),
-        os_error(libc::ENOMEM),
-        io::Error::other("an error nobody has heard of"),
-    ]
-}
 
 /// A runtime whose context the hand-polled tests enter, so that a pause can
 /// start its timer; its tasks never run.

@@ -3,6 +3,7 @@
 //! graceful shutdown of an idle, a busy and a full server, forced shutdown.
 //! Every test runs on both runtime flavours.
 
+mod support;
 mod tokio1_support;
 
 use std::net::TcpStream;

@@ -33,6 +33,45 @@ pub fn os_error(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
+/// One of every `accept()` error the policy skips.
+pub fn per_connection_errors() -> Vec<io::Error> {
+    let mut errors = vec![
+        io::Error::from(io::ErrorKind::ConnectionRefused),
+        io::Error::from(io::ErrorKind::ConnectionAborted),
+        io::Error::from(io::ErrorKind::ConnectionReset),
+        os_error(libc::ECONNRESET),
+        os_error(libc::ECONNABORTED),
+    ];
+    errors.extend(
+        [
+            libc::ENETDOWN,
+            libc::EPROTO,
+            libc::ENOPROTOOPT,
+            libc::EHOSTDOWN,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+            libc::ENETUNREACH,
+        ]
+        .into_iter()
+        .map(os_error),
+    );
+    // "Machine is not on the network": Linux only.
+    #[cfg(target_os = "linux")]
+    errors.push(os_error(libc::ENONET));
+    errors
+}
+
+/// `accept()` errors the policy pauses on, an unknown one included.
+pub fn resource_errors() -> Vec<io::Error> {
+    vec![
+        os_error(libc::EMFILE),
+        os_error(libc::ENFILE),
+        os_error(libc::ENOBUFS),
+        os_error(libc::ENOMEM),
+        io::Error::other("an error nobody has heard of"),
+    ]
+}
+
 /// Counts how often a task was woken.
 #[derive(Default)]
 pub struct CountingNotify(AtomicUsize);

@@ -2,14 +2,13 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
 use std::future::Future;
-use std::io::{self, Read};
-use std::net::{self, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_core::Stream;
 use tokio::net::TcpListener;
@@ -17,18 +16,12 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::LocalSet;
 
-/// How long a test waits for something that should happen "promptly" before
-/// calling it a failure. Far above any healthy latency, so noise can't trip it.
-pub const GENEROUS: Duration = Duration::from_secs(10);
-
-pub fn init_logging() {
-    let _ = env_logger::builder().is_test(true).try_init();
-}
-
-/// An `io::Error` carrying a raw OS error code, as `accept()` returns it.
-pub fn os_error(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
-}
+// The helpers that don't depend on a runtime come from `tests/support`,
+// which every `tokio1_*` test binary declares as `mod support;` too.
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use crate::support::{
+    assert_refused, connect, fetch, init_logging, read_reply, Gauge, GENEROUS,
+};
 
 /// The two runtime flavours every behaviour is checked on.
 #[derive(Clone, Copy, Debug)]
@@ -117,38 +110,6 @@ pub fn poll_once<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Ou
     Pin::new(future).poll(&mut Context::from_waker(waker))
 }
 
-/// Tracks how many things are in progress at once, and the most ever seen.
-#[derive(Default)]
-pub struct Gauge {
-    now: AtomicUsize,
-    max: AtomicUsize,
-    finished: AtomicUsize,
-}
-
-impl Gauge {
-    pub fn enter(&self) {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-    }
-
-    pub fn leave(&self) {
-        self.now.fetch_sub(1, Ordering::SeqCst);
-        self.finished.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub fn now(&self) -> usize {
-        self.now.load(Ordering::SeqCst)
-    }
-
-    pub fn max(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    pub fn finished(&self) -> usize {
-        self.finished.load(Ordering::SeqCst)
-    }
-}
-
 /// Runs a closure when dropped: tells a test that a stream (and so a
 /// listener) or a connection is gone, without polling for it.
 pub struct OnDrop<F: FnOnce()>(pub Option<F>);
@@ -231,39 +192,5 @@ impl Server {
     /// notice that [`Server::wait`] waits for.
     pub fn is_finished(&self) -> bool {
         self.done.try_recv().is_ok()
-    }
-}
-
-/// Connects a blocking client with generous timeouts.
-pub fn connect(addr: SocketAddr) -> net::TcpStream {
-    let stream = net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(GENEROUS)).unwrap();
-    stream.set_write_timeout(Some(GENEROUS)).unwrap();
-    stream
-}
-
-/// Reads until the server closes the connection.
-pub fn read_reply(mut stream: net::TcpStream) -> io::Result<Vec<u8>> {
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply)?;
-    Ok(reply)
-}
-
-/// Connects, reads until EOF, returns what the server sent.
-pub fn fetch(addr: SocketAddr) -> io::Result<Vec<u8>> {
-    read_reply(connect(addr))
-}
-
-/// Asserts that nothing listens on `addr` any more.
-pub fn assert_refused(addr: SocketAddr) {
-    match net::TcpStream::connect_timeout(&addr, GENEROUS) {
-        Err(e) => assert_eq!(
-            e.kind(),
-            io::ErrorKind::ConnectionRefused,
-            "connect to {}: {}",
-            addr,
-            e
-        ),
-        Ok(_) => panic!("{} still accepts connections", addr),
     }
 }
