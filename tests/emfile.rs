@@ -9,10 +9,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Read;
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,8 +19,8 @@ use tk_listen::ListenExt;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
-use support::process::process_cpu;
-use support::{connect, GENEROUS};
+use support::connect;
+use support::emfile_child::{assert_not_served, read_hello, ChildServer};
 
 const CHILD: &str = "TK_LISTEN_EMFILE_SERVER";
 const DESCRIPTORS: u32 = 64;
@@ -78,164 +76,9 @@ fn emfile_server_child() {
     core.run(server).unwrap();
 }
 
-/// What the child reports on stderr.
-enum Event {
-    Accepted(usize),
-    AcceptFailed,
-    Other(String),
-}
-
-struct ChildServer {
-    /// `None` once stopped.
-    child: Option<Child>,
-    pid: u32,
-    addr: SocketAddr,
-    events: mpsc::Receiver<Event>,
-}
-
-impl ChildServer {
-    fn start() -> ChildServer {
-        let test_binary = std::env::current_exe().unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -Sn {} && exec \"$@\"", DESCRIPTORS))
-            .arg("sh")
-            .arg(test_binary)
-            .args(["emfile_server_child", "--exact", "--ignored", "--nocapture"])
-            .env(CHILD, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the server process");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let addr = loop {
-            let mut line = String::new();
-            assert_ne!(stdout.read_line(&mut line).unwrap(), 0, "child ended early");
-            if let Some(addr) = line.trim().strip_prefix("listening on ") {
-                break addr.parse().unwrap();
-            }
-        };
-        let (tx, events) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let event = if let Some(n) = line.strip_prefix("accepted ") {
-                    Event::Accepted(n.parse().unwrap())
-                } else if line.starts_with("accept failed: ") {
-                    Event::AcceptFailed
-                } else {
-                    Event::Other(line)
-                };
-                if tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        ChildServer {
-            pid: child.id(),
-            child: Some(child),
-            addr,
-            events,
-        }
-    }
-
-    /// Waits for the first accept error; returns how many were accepted
-    /// before it.
-    fn accepted_before_first_error(&self) -> usize {
-        let deadline = Instant::now() + GENEROUS;
-        let mut accepted = 0;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left).expect("accept never failed") {
-                Event::Accepted(n) => accepted = n,
-                Event::AcceptFailed => return accepted,
-                Event::Other(line) => panic_if_bad(&line),
-            }
-        }
-    }
-
-    /// Waits until the server has accepted `total` connections since it
-    /// started.
-    fn wait_for_accepts(&self, total: usize) {
-        let deadline = Instant::now() + GENEROUS;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(Event::Accepted(n)) if n >= total => return,
-                Ok(Event::Other(line)) => panic_if_bad(&line),
-                Ok(_) => {}
-                Err(_) => panic!("the server did not reach {} accepts", total),
-            }
-        }
-    }
-
-    /// CPU time the server process used so far, user and system.
-    fn cpu_time(&self) -> Duration {
-        process_cpu(self.pid).expect("the server's /proc/<pid>/stat")
-    }
-
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the server process died"
-        );
-        drop(child.stdin.take());
-        // Wait for the exit on another thread, so that the wait is bounded.
-        let (exited_tx, exited) = mpsc::channel();
-        thread::spawn(move || exited_tx.send(child.wait()));
-        let Ok(status) = exited.recv_timeout(GENEROUS) else {
-            let _ = Command::new("kill").arg(self.pid.to_string()).status();
-            panic!("the server did not stop when asked");
-        };
-        let status = status.unwrap();
-        assert!(status.success(), "server exited with {}", status);
-        for event in self.events.try_iter() {
-            if let Event::Other(line) = event {
-                panic_if_bad(&line);
-            }
-        }
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn panic_if_bad(line: &str) {
-    assert!(
-        !line.contains("panicked") && !line.contains("ERROR"),
-        "server: {}",
-        line
-    );
-}
-
-fn read_hello(client: &mut TcpStream) {
-    let mut hello = [0; 6];
-    client.read_exact(&mut hello).expect("no greeting");
-    assert_eq!(&hello, b"hello\n");
-}
-
-fn assert_not_served(client: &TcpStream) {
-    client.set_nonblocking(true).unwrap();
-    let error = client.peek(&mut [0; 1]).unwrap_err();
-    assert_eq!(
-        error.kind(),
-        ErrorKind::WouldBlock,
-        "a backlogged client was served"
-    );
-    client.set_nonblocking(false).unwrap();
-}
-
 #[test]
 fn descriptor_exhaustion_pauses_quietly_and_recovers_the_backlog() {
-    let server = ChildServer::start();
+    let server = ChildServer::start(CHILD, "1", DESCRIPTORS);
 
     // More clients than the server has descriptors; they all complete the
     // handshake in the kernel's backlog.

@@ -16,6 +16,8 @@ use futures::{Async, Future, Poll, Stream};
 use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Core, Handle, Timeout};
 
+#[cfg(target_os = "linux")]
+pub mod emfile_child;
 pub mod logs;
 #[cfg(target_os = "linux")]
 pub mod process;
