@@ -169,25 +169,6 @@ where
 
     /// The stream of connections, or `None` once it was dropped (it ended,
     /// or accepting stopped).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    ///
-    /// use tk_listen::tokio1::{incoming, ListenExt};
-    /// use tokio::io::AsyncWriteExt;
-    /// use tokio::net::TcpListener;
-    /// use tokio_stream::StreamExt;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let server = incoming(TcpListener::bind("127.0.0.1:0").await?)
-    ///     .sleep_on_error(Duration::from_millis(100))
-    ///     .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
-    ///     .listen(1000);
-    /// assert!(server.get_ref().is_some()); // the `map` adapter, still accepting
-    /// # Ok(()) }
-    /// ```
     pub fn get_ref(&self) -> Option<&S> {
         self.pool.stream()
     }
@@ -196,26 +177,6 @@ where
     ///
     /// Take care not to pull items out of it directly: those connections
     /// would never run.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    ///
-    /// use tk_listen::tokio1::{incoming, ListenExt};
-    /// use tokio::io::AsyncWriteExt;
-    /// use tokio::net::TcpListener;
-    /// use tokio_stream::StreamExt;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let mut server = incoming(TcpListener::bind("127.0.0.1:0").await?)
-    ///     .sleep_on_error(Duration::from_millis(100))
-    ///     .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
-    ///     .listen(1000);
-    /// let accepts = server.get_mut().unwrap(); // the `map` adapter
-    /// # let _ = accepts;
-    /// # Ok(()) }
-    /// ```
     pub fn get_mut(&mut self) -> Option<&mut S> {
         self.pool.stream_mut()
     }

@@ -121,16 +121,6 @@ where
     }
 
     /// The stream of connections, or `None` once it was dropped.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use tk_listen::tokio1::ListenExt;
-    ///
-    /// let endless = tokio_stream::pending::<std::future::Ready<()>>();
-    /// let server = endless.listen_local(10);
-    /// assert!(server.get_ref().is_some());
-    /// ```
     pub fn get_ref(&self) -> Option<&S> {
         self.pool.stream()
     }
@@ -139,16 +129,6 @@ where
     ///
     /// Take care not to pull items out of it directly: those connections
     /// would never run.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use tk_listen::tokio1::ListenExt;
-    ///
-    /// let endless = tokio_stream::pending::<std::future::Ready<()>>();
-    /// let mut server = endless.listen_local(10);
-    /// assert!(server.get_mut().is_some());
-    /// ```
     pub fn get_mut(&mut self) -> Option<&mut S> {
         self.pool.stream_mut()
     }
