@@ -1,6 +1,37 @@
 //! The one place that decides what an `accept()` error means.
 
 use std::io;
+use std::time::Duration;
+
+use log::{debug, warn};
+
+use crate::limits::LONGEST_DELAY;
+use crate::stats::AcceptStats;
+
+/// What to do about one `accept()` error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Accept again at once.
+    Skip,
+    /// Stop accepting for the delay.
+    Pause,
+}
+
+/// Applies the policy to one `accept()` error of a stream that pauses for
+/// `delay`: logs it (`debug` for a skip, `warn` for a pause, with the delay
+/// as it will be waited), counts a skip, and says what to do. Both flavours
+/// of `sleep_on_error` go through here.
+pub(crate) fn judge(err: &io::Error, delay: Duration, stats: &AcceptStats) -> Verdict {
+    if is_per_connection(err) {
+        debug!("accept error skipped: {}", err);
+        stats.record_skip();
+        Verdict::Skip
+    } else {
+        let delay = delay.min(LONGEST_DELAY);
+        warn!("accept error: {}; pausing accepts for {:?}", err, delay);
+        Verdict::Pause
+    }
+}
 
 /// Is this `accept()` error about one connection only, so that the next
 /// `accept()` may well succeed at once? Everything else is taken to be about

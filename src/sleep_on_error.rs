@@ -3,11 +3,11 @@ use std::io;
 use std::time::Duration;
 
 use futures::{Async, Future, Poll, Stream};
-use log::{debug, error, warn};
+use log::error;
 use tokio_core::reactor::{Handle, Timeout};
 
-use crate::accept_error::is_per_connection;
-use crate::limits::{timer, yield_to_other_tasks, LONGEST_DELAY, POLL_BUDGET};
+use crate::accept_error::{judge, Verdict};
+use crate::limits::{timer, yield_to_other_tasks, POLL_BUDGET};
 use crate::stats::AcceptStats;
 
 /// A stream of accepted connections that skips per-connection errors and
@@ -87,28 +87,19 @@ impl<I, S: Stream<Item = I, Error = io::Error>> Stream for SleepOnError<S> {
                     return Ok(Async::Ready(Some(item)));
                 }
                 Ok(ready_or_not) => return Ok(ready_or_not),
-                Err(e) if is_per_connection(&e) => {
-                    debug!("accept error skipped: {}", e);
-                    self.stats.record_skip();
+                Err(e) if judge(&e, self.delay, &self.stats) == Verdict::Skip => {
                     skipped += 1;
                     if skipped == POLL_BUDGET {
                         return Ok(yield_to_other_tasks());
                     }
                 }
-                Err(e) => {
-                    warn!(
-                        "accept error: {}; pausing accepts for {:?}",
-                        e,
-                        self.delay.min(LONGEST_DELAY)
-                    );
-                    match timer(self.delay, &self.handle) {
-                        Ok(timer) => self.pause = Some(Pause::new(timer, &e, &self.stats)),
-                        Err(e) => {
-                            error!("cannot create accept pause timer: {}; ending the stream", e);
-                            return Err(());
-                        }
+                Err(e) => match timer(self.delay, &self.handle) {
+                    Ok(timer) => self.pause = Some(Pause::new(timer, &e, &self.stats)),
+                    Err(e) => {
+                        error!("cannot create accept pause timer: {}; ending the stream", e);
+                        return Err(());
                     }
-                }
+                },
             }
         }
     }

@@ -6,10 +6,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use log::{debug, warn};
 use tokio::time::Sleep;
 
-use crate::accept_error::is_per_connection;
+use crate::accept_error::{judge, Verdict};
 use crate::limits::{LONGEST_DELAY, POLL_BUDGET};
 use crate::stats::AcceptStats;
 
@@ -151,13 +150,10 @@ where
                     return Poll::Ready(Some(item));
                 }
                 None => return Poll::Ready(None),
-                Some(Err(e)) if is_per_connection(&e) => {
-                    debug!("accept error skipped: {}", e);
-                    this.stats.record_skip();
-                }
                 Some(Err(e)) => {
-                    warn!("accept error: {}; pausing accepts for {:?}", e, this.delay);
-                    this.pause = Some(Pause::new(this.delay, &e, &this.stats));
+                    if judge(&e, this.delay, &this.stats) == Verdict::Pause {
+                        this.pause = Some(Pause::new(this.delay, &e, &this.stats));
+                    }
                 }
             }
         }
