@@ -4,8 +4,10 @@
 //! a small handle to it. Only the adapter writes, from its own `poll` (or the
 //! drop of something it owns), so there is one writer at a time: an increment
 //! is a plain load and store, not a locked read-modify-write, which keeps the
-//! counters off the per-accept cost (`benches/README.md`, "overhead"). Readers
-//! never block the writer. Counts are `u64` and start at zero; each is read on
+//! counters off the per-accept cost (`benches/README.md`, "overhead"). The
+//! one exception is `running` under tokio 1's `listen`, whose connections'
+//! tasks, on any worker thread, count their own ends. Readers never block
+//! the writer. Counts are `u64` and start at zero; each is read on
 //! its own (a reading of several counters is not one snapshot).
 
 use std::fmt;
@@ -49,6 +51,17 @@ struct ListenCounters {
     panicked: AtomicU64,
 }
 
+impl ListenCounters {
+    /// The counter of connections that ended this way.
+    fn outcome(&self, outcome: Outcome) -> &AtomicU64 {
+        match outcome {
+            Outcome::Finished => &self.finished,
+            Outcome::Failed => &self.failed,
+            Outcome::Panicked => &self.panicked,
+        }
+    }
+}
+
 impl ListenStats {
     pub(crate) fn new(max_connections: usize) -> ListenStats {
         ListenStats {
@@ -69,15 +82,31 @@ impl ListenStats {
         add(&c.running, 1);
     }
 
+    /// [`record_start`](ListenStats::record_start) for a server whose
+    /// connections record their own ends, from any thread (tokio 1's
+    /// `listen`): `running` then has several writers and is changed by a
+    /// locked read-modify-write.
+    #[cfg(feature = "tokio1")]
+    pub(crate) fn record_start_shared(&self) {
+        let c = &*self.counters;
+        add(&c.started, 1);
+        c.running.fetch_add(1, Relaxed);
+    }
+
+    /// [`record_end`](ListenStats::record_end) for such a server; its
+    /// callers take turns (they hold one lock), so only `running` needs the
+    /// locked read-modify-write.
+    #[cfg(feature = "tokio1")]
+    pub(crate) fn record_end_shared(&self, outcome: Outcome) {
+        let c = &*self.counters;
+        c.running.fetch_sub(1, Relaxed);
+        add(c.outcome(outcome), 1);
+    }
+
     pub(crate) fn record_end(&self, outcome: Outcome) {
         let c = &*self.counters;
         sub(&c.running, 1);
-        let counter = match outcome {
-            Outcome::Finished => &c.finished,
-            Outcome::Failed => &c.failed,
-            Outcome::Panicked => &c.panicked,
-        };
-        add(counter, 1);
+        add(c.outcome(outcome), 1);
     }
 
     /// The most connections run at once (the `max_connections` given to

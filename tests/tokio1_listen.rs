@@ -177,13 +177,13 @@ fn at_most_64_connections_start_or_finish_in_one_poll() {
         }
     });
     assert_eq!(finished.load(Ordering::SeqCst), 100);
+    // The tasks count their own ends; the server frees their slots.
+    assert_eq!(stats.finished(), 100);
     let _context = runtime.enter();
     let woken_before = woken.count();
-    assert!(poll_once(&mut server, &waker).is_pending());
-    assert_eq!(
-        stats.finished(),
-        64,
-        "finished connections handled in one poll"
+    assert!(
+        poll_once(&mut server, &waker).is_pending(),
+        "freed more than 64 slots in one poll"
     );
     assert_eq!(
         woken.count(),
@@ -192,6 +192,55 @@ fn at_most_64_connections_start_or_finish_in_one_poll() {
     );
     assert_eq!(poll_once(&mut server, &waker), Poll::Ready(()));
     assert_eq!((stats.finished(), stats.running()), (100, 0));
+}
+
+#[test]
+fn a_connection_that_ends_wakes_the_server_only_if_it_waits_for_a_slot() {
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let release = Arc::new(Semaphore::new(0));
+    let (r, mut given) = (release.clone(), 0);
+    // Three clients, then none for now (never ready again).
+    let connections = stream_fn(move |_: &mut std::task::Context<'_>| {
+        if given == 3 {
+            return Poll::Pending;
+        }
+        given += 1;
+        let release = r.clone();
+        Poll::Ready(Some(async move {
+            release.acquire().await.unwrap().forget();
+        }))
+    });
+    let mut server = connections.listen(3);
+    let stats = server.stats();
+    let (woken, waker) = CountingWaker::new();
+    let end_one = |ended: u64| {
+        release.add_permits(1);
+        runtime.block_on(async {
+            for _ in 0..10_000 {
+                if stats.finished() == ended {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        assert_eq!(stats.finished(), ended);
+    };
+    {
+        let _context = runtime.enter();
+        assert!(poll_once(&mut server, &waker).is_pending());
+    }
+    assert_eq!((stats.running(), woken.count()), (3, 0));
+    // Full: the end of a connection frees the slot the server waits for.
+    end_one(1);
+    assert_eq!(woken.count(), 1, "a full server was not woken");
+    {
+        let _context = runtime.enter();
+        assert!(poll_once(&mut server, &waker).is_pending());
+    }
+    // Now a slot is free and the server waits for its stream only.
+    end_one(2);
+    assert_eq!(woken.count(), 1, "woken with a slot free");
+    assert_eq!(stats.running(), 1);
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Without the feature, this crate's dependency graph is the futures 0.1 /
-//! tokio-core one it always was.
+//! tokio-core one it always was. The feature brings in `tokio` 1 (features
+//! `rt`, `time` and `net`), `futures-core` 0.3 and `pin-project-lite`, which
+//! tokio depends on already.
 //!
 //! | futures 0.1 / tokio-core | tokio 1 |
 //! |---|---|

@@ -4,13 +4,17 @@
 //! futures differ only in how they spawn a connection.
 //!
 //! Each connection runs as a task of its own wrapped by [`run`], which
-//! catches a panic and reports how the connection ended into a queue shared
-//! with the pool, waking the pool's task. The pool alone takes the reports
-//! out and records them (the counters have one writer), and keeps each
-//! task's handle in a slab, to abort them all when it is dropped. This costs
-//! fewer instructions per connection than keeping the tasks in a `JoinSet`,
-//! which allocates, links and unlinks a list entry per task: see "tokio 1"
-//! in `benches/README.md`. The tasks' side lives in [`tasks`].
+//! catches a panic, counts how the connection ended and hands its slot back
+//! through a queue shared with the pool. The pool keeps each task's handle
+//! in a slab, to abort them all when it is dropped, and takes the freed
+//! slots out of the queue whenever it is polled. A task that ends wakes the
+//! pool's task only if the pool waits for a slot (it is full, or draining):
+//! the rest of the time the pool is woken by its stream anyway, and an extra
+//! wake-up per connection, often from another worker thread, would be pure
+//! cost. This costs fewer instructions per connection than keeping the tasks
+//! in a `JoinSet`, which allocates, links and unlinks a list entry per task
+//! and wakes the accepting task each time one ends: see "tokio 1" in
+//! `benches/README.md`. The tasks' side lives in [`tasks`].
 
 use std::fmt;
 use std::future::Future;
@@ -47,12 +51,13 @@ impl<S, Signal> Pool<S, Signal> {
             "listen(0) would never accept a connection and never resolve; \
              pass the maximum number of connections to serve at once (at least 1)"
         );
+        let stats = ListenStats::new(max_connections);
         Pool {
             stream: Some(stream),
             signal: None,
-            tasks: Tasks::new(),
+            tasks: Tasks::new(stats.clone()),
             max_connections,
-            stats: ListenStats::new(max_connections),
+            stats,
         }
     }
 
@@ -107,14 +112,13 @@ where
         loop {
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the
-                // kernel's backlog. A finished task wakes this one.
+                // kernel's backlog. A task that ends wakes this one.
                 if self.tasks.running >= self.max_connections || started == POLL_BUDGET {
                     break;
                 }
                 match Pin::new(stream).poll_next(cx) {
                     Poll::Ready(Some(connection)) => {
                         self.tasks.start(|report| spawn(connection, report));
-                        self.stats.record_start();
                         started += 1;
                     }
                     Poll::Ready(None) => self.stop_accepting("the accept stream ended"),
@@ -123,13 +127,12 @@ where
             }
             let ended_before = ended;
             while ended < POLL_BUDGET {
-                match self.tasks.next_ended(cx) {
-                    Some(outcome) => {
-                        self.stats.record_end(outcome);
-                        ended += 1;
-                    }
-                    None => break,
+                // Full or draining: a task that ends must wake this one.
+                let wait = self.stream.is_none() || self.tasks.running >= self.max_connections;
+                if !self.tasks.free_ended(cx, wait) {
+                    break;
                 }
+                ended += 1;
             }
             // Slots were freed: accept again now, as nothing else would wake
             // this task to do it.

@@ -1,6 +1,6 @@
 //! The running connections' tasks: each one wrapped by [`run`], which
-//! reports how it ended into the queue of [`Tasks`], the pool's slab of
-//! their handles.
+//! records how it ended and hands its slot back through the queue of
+//! [`Tasks`], the pool's slab of their handles.
 
 use std::future::Future;
 use std::mem;
@@ -10,45 +10,61 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use log::{debug, error};
+use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use crate::stats::Outcome;
+use crate::stats::{ListenStats, Outcome};
 use crate::tokio1::connection::{ConnectionOutput, PanicMessage};
 
-/// The running connections' tasks, and the queue their ends arrive in.
+/// The running connections' tasks, and the queue their freed slots arrive
+/// in.
 pub(super) struct Tasks {
     /// A slab: the handle of the task in each slot, to abort it on drop.
     handles: Vec<Option<JoinHandle<()>>>,
     /// The slots of `handles` that are free.
     free: Vec<usize>,
-    /// Tasks started and not yet taken out of the queue.
+    /// Slots taken: tasks started and not yet taken out of the queue.
     pub(super) running: usize,
-    queue: Arc<Mutex<Queue>>,
-    /// Ends taken out of the queue in one go, handled from `next` on.
-    ended: Vec<(usize, Outcome)>,
+    shared: Arc<Shared>,
+    /// Slots taken out of the queue in one go, freed from `next` on.
+    ended: Vec<usize>,
     next: usize,
 }
 
-/// Where the connections' tasks report how they ended.
+/// What the pool shares with its connections' tasks.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Written by the tasks as they end, under the lock of `queue`.
+    stats: ListenStats,
+}
+
+/// Where the connections' tasks hand their slots back.
 struct Queue {
-    ended: Vec<(usize, Outcome)>,
-    /// The pool's task, to wake at the first report after it looked.
+    /// The slots of the tasks that ended.
+    ended: Vec<usize>,
+    /// The pool's task, set only while it waits for a slot (full, or
+    /// draining after its stream closed) and woken by the next report. The
+    /// rest of the time no report wakes it: it takes the slots out at its
+    /// next poll, when the stream has a connection for it.
     waker: Option<Waker>,
     /// Set when the pool is dropped: no one will read the reports.
     closed: bool,
 }
 
 impl Tasks {
-    pub(super) fn new() -> Tasks {
+    pub(super) fn new(stats: ListenStats) -> Tasks {
         Tasks {
             handles: Vec::new(),
             free: Vec::new(),
             running: 0,
-            queue: Arc::new(Mutex::new(Queue {
-                ended: Vec::new(),
-                waker: None,
-                closed: false,
-            })),
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    ended: Vec::new(),
+                    waker: None,
+                    closed: false,
+                }),
+                stats,
+            }),
             ended: Vec::new(),
             next: 0,
         }
@@ -58,7 +74,7 @@ impl Tasks {
     pub(super) fn start(&mut self, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
         let slot = self.free.pop().unwrap_or(self.handles.len());
         let handle = spawn(Report {
-            queue: Some(self.queue.clone()),
+            shared: Some(self.shared.clone()),
             slot,
         });
         if slot == self.handles.len() {
@@ -68,32 +84,35 @@ impl Tasks {
             self.handles[slot] = Some(handle);
         }
         self.running += 1;
+        self.shared.stats.record_start_shared();
         self.check();
     }
 
-    /// How the next task that ended did, freeing its slot; `None` when none
-    /// has, and then the next report wakes the pool's task.
-    pub(super) fn next_ended(&mut self, cx: &mut Context<'_>) -> Option<Outcome> {
+    /// Frees the slot of the next task that ended: `false` when none has.
+    /// Then, if `wait`, the next report wakes the pool's task; if not, none
+    /// does.
+    pub(super) fn free_ended(&mut self, cx: &mut Context<'_>, wait: bool) -> bool {
         if self.next == self.ended.len() {
             self.ended.clear();
             self.next = 0;
-            let mut queue = lock(&self.queue);
+            let mut queue = lock(&self.shared.queue);
             mem::swap(&mut queue.ended, &mut self.ended);
             if self.ended.is_empty() {
                 match &queue.waker {
+                    _ if !wait => queue.waker = None,
                     Some(waker) if waker.will_wake(cx.waker()) => {}
                     _ => queue.waker = Some(cx.waker().clone()),
                 }
-                return None;
+                return false;
             }
         }
-        let (slot, outcome) = self.ended[self.next];
+        let slot = self.ended[self.next];
         self.next += 1;
         self.handles[slot] = None;
         self.free.push(slot);
         self.running -= 1;
         self.check();
-        Some(outcome)
+        true
     }
 
     /// Debug builds check that every slot is either free or running a
@@ -110,7 +129,7 @@ impl Tasks {
 impl Drop for Tasks {
     /// Forced shutdown: aborts every task still running.
     fn drop(&mut self) {
-        lock(&self.queue).closed = true;
+        lock(&self.shared.queue).closed = true;
         for handle in self.handles.iter().flatten() {
             handle.abort();
         }
@@ -121,23 +140,25 @@ impl Drop for Tasks {
 /// or when dropped without (its task was cancelled).
 pub(crate) struct Report {
     /// `None` once sent.
-    queue: Option<Arc<Mutex<Queue>>>,
+    shared: Option<Arc<Shared>>,
     slot: usize,
 }
 
 impl Report {
-    /// Queues `outcome` and wakes the pool's task if it waits; `false` if
-    /// the pool is gone or this was sent before.
+    /// Counts `outcome`, hands the slot back and wakes the pool's task if
+    /// it waits for one; `false` if the pool is gone or this was sent
+    /// before.
     fn send(&mut self, outcome: Outcome) -> bool {
-        let Some(queue) = self.queue.take() else {
+        let Some(shared) = self.shared.take() else {
             return false;
         };
         let waker = {
-            let mut queue = lock(&queue);
+            let mut queue = lock(&shared.queue);
             if queue.closed {
                 return false;
             }
-            queue.ended.push((self.slot, outcome));
+            shared.stats.record_end_shared(outcome);
+            queue.ended.push(self.slot);
             queue.waker.take()
         };
         if let Some(waker) = waker {
@@ -160,22 +181,24 @@ impl Drop for Report {
 
 /// One connection's task: runs it, catching a panic (logged at `error`),
 /// and reports how it ended.
-///
-/// The connection is boxed because reaching a pinned field takes `unsafe`
-/// code, which this crate forbids; an `async fn` wrapper instead stores the
-/// connection future twice in the task, which costs more (a bigger task to
-/// copy, and more memory per connection).
 pub(crate) fn run<F>(connection: F, report: Report) -> Run<F> {
-    Run {
-        connection: Box::pin(connection),
-        report,
-    }
+    Run { connection, report }
 }
 
-/// The future of [`run`]: the task of one connection.
-pub(crate) struct Run<F> {
-    connection: Pin<Box<F>>,
-    report: Report,
+pin_project! {
+    /// The future of [`run`]: the task of one connection.
+    ///
+    /// The connection future is a pinned field of it, reached through
+    /// `pin-project-lite` (already a dependency of tokio) because this crate
+    /// forbids `unsafe` code. Boxing the connection instead costs an
+    /// allocation per connection, and an `async fn` wrapper stores the
+    /// connection future twice in the task ("tokio 1" in
+    /// `benches/README.md`).
+    pub(crate) struct Run<F> {
+        #[pin]
+        connection: F,
+        report: Report,
+    }
 }
 
 impl<F> Future for Run<F>
@@ -185,9 +208,10 @@ where
 {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let outcome = match catch_unwind(AssertUnwindSafe(|| this.connection.as_mut().poll(cx))) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let connection = this.connection;
+        let outcome = match catch_unwind(AssertUnwindSafe(|| connection.poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(output)) if output.is_failure() => Outcome::Failed,
             Ok(Poll::Ready(_)) => Outcome::Finished,
