@@ -13,7 +13,7 @@
 //! `multi_thread` runtime (`TK_BENCH_THREADS` workers, default 2), the accept
 //! loop itself spawned onto a worker. Client threads connect, read to EOF and
 //! start over, for a fixed time. The variants run in interleaved rounds
-//! (A B C A B C ..) so that a burst of noise from other processes hits all of
+//! (A B C, C B A, ..) so that a burst of noise from other processes hits all of
 //! them alike; per flavour and variant the bench prints the median
 //! connections/s and the median server CPU seconds per 1000 connections (all
 //! the server's threads), then `tk_listen`'s ratios: the median of the
@@ -32,7 +32,7 @@
 //! one server for the whole run; `TK_TOKIO1_BATCHES` (default 50) times, it
 //! fills the listener's backlog with `TK_TOKIO1_BATCH_SIZE` (default 100, at
 //! most 128) connected clients, then runs the runtime in `turn_until_served`
-//! until all of them have been answered. `benches/callgrind_tokio1.sh` counts
+//! until all of them have been answered. `bash benches/callgrind_tokio1.sh` counts
 //! the instructions inside that function only, per connection.
 
 mod support;
@@ -131,7 +131,14 @@ fn main() {
         );
         let mut results: Vec<Vec<Round>> = VARIANTS.iter().map(|_| Vec::new()).collect();
         for round in 1..=rounds {
-            for (i, &variant) in VARIANTS.iter().enumerate() {
+            // A B C, then C B A: no variant always runs first or last in its
+            // round, where a trend in the machine's load would favour it.
+            let mut order: Vec<usize> = (0..VARIANTS.len()).collect();
+            if round % 2 == 0 {
+                order.reverse();
+            }
+            for i in order {
+                let variant = VARIANTS[i];
                 let r = run_round(start_server(flavour, variant), clients, round_time);
                 println!(
                     "  round {round} {:<10} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
@@ -171,18 +178,23 @@ fn summarise(flavour: Flavour, results: &[Vec<Round>]) {
     }
     let tk = VARIANTS.len() - 1;
     for other in 0..tk {
-        // Ratios per round (same round, adjacent in time) are less noisy
-        // than ratios of medians.
-        let ratios: Vec<f64> = results[tk]
-            .iter()
-            .zip(&results[other])
-            .map(|(t, o)| t.served.per_second() / o.served.per_second())
-            .collect();
+        // Ratios per round (same round, close in time) are less noisy than
+        // ratios of medians; the latter is printed for CPU too.
+        let per_round = |of: fn(&support::Served) -> f64| -> f64 {
+            let ratios: Vec<f64> = results[tk]
+                .iter()
+                .zip(&results[other])
+                .map(|(t, o)| of(&t.served) / of(&o.served))
+                .collect();
+            support::median(&ratios)
+        };
         println!(
-            "{} tk_listen/{:<11} conn/s {:.3} (median of per-round ratios), CPU per conn {:.3}",
+            "{} tk_listen/{:<11} conn/s {:.3}, CPU per conn {:.3} (medians of per-round ratios; \
+             CPU ratio of medians {:.3})",
             flavour.name(),
             format!("{}:", VARIANTS[other].name()),
-            support::median(&ratios),
+            per_round(support::Served::per_second),
+            per_round(support::Served::cpu_per_1000),
             cpu[tk] / cpu[other]
         );
     }
