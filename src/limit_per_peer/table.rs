@@ -141,6 +141,7 @@ impl PeerTable {
     /// A poisoned lock only means a thread panicked while holding it, which
     /// none of the code under the lock can do (it indexes within bounds and
     /// only allocates); the counts are always whole.
+    #[inline]
     fn counts(&self) -> MutexGuard<'_, Counts> {
         self.counts
             .lock()
