@@ -195,6 +195,9 @@ struct Counts {
     /// 64 minus the bits of an index: a key's home is the top bits of its
     /// hash times [`FIBONACCI`].
     shift: u32,
+    /// The table halves when fewer peers than this are left: an eighth of
+    /// its entries, or 0 at [`KEPT_CAPACITY`] and below.
+    shrink_below: usize,
     /// Entries in use: peers holding a connection.
     peers: usize,
     /// The counters of [`PeerStats`].
@@ -216,6 +219,7 @@ impl Counts {
             entries: vec![Entry::default(); FIRST_CAPACITY].into_boxed_slice(),
             hash,
             shift: shift_for(FIRST_CAPACITY),
+            shrink_below: 0,
             peers: 0,
             connections: 0,
             accepted: 0,
@@ -262,13 +266,15 @@ impl Counts {
     /// Panics if `key` holds no connection: a slot released twice.
     #[inline]
     fn release(&mut self, key: PeerKey, hint: usize) {
-        let index = match self.entries.get(hint) {
-            Some(entry) if entry.count > 0 && entry.key == key => hint,
-            _ => self.find(key).expect("a peer slot was released twice"),
+        let (index, entry) = match self.entries.get_mut(hint) {
+            Some(entry) if entry.count > 0 && entry.key == key => (hint, entry),
+            _ => {
+                let index = self.find(key).expect("a peer slot was released twice");
+                (index, &mut self.entries[index])
+            }
         };
-        self.connections -= 1;
-        let entry = &mut self.entries[index];
         entry.count -= 1;
+        self.connections -= 1;
         if entry.count == 0 {
             self.remove(index);
         }
@@ -313,7 +319,7 @@ impl Counts {
             next = (next + 1) & mask;
         }
         self.entries[gap].count = 0;
-        if self.entries.len() > KEPT_CAPACITY && self.peers * 8 < self.entries.len() {
+        if self.peers < self.shrink_below {
             self.resize(self.entries.len() / 2);
         }
     }
@@ -326,6 +332,11 @@ impl Counts {
             vec![Entry::default(); capacity].into_boxed_slice(),
         );
         self.shift = shift_for(capacity);
+        self.shrink_below = if capacity > KEPT_CAPACITY {
+            capacity / 8
+        } else {
+            0
+        };
         let mask = capacity - 1;
         for entry in old.iter().filter(|entry| entry.count > 0) {
             let mut index = self.home(entry.key);
