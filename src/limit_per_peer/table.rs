@@ -564,6 +564,8 @@ mod tests {
                         let before = model.entry(n).or_insert(0);
                         prop_assert_eq!(taken.is_some(), *before < 3);
                         if let Some(hint) = taken {
+                            // Where the entry is, even after a resize.
+                            prop_assert!(counts.entries[hint].key == ipv4(n.into()));
                             *before += 1;
                             held.push((n, hint));
                         }
