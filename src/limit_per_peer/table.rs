@@ -178,8 +178,8 @@ impl Drop for Slot {
 /// connection's slot can then be released at the index it was taken at,
 /// without hashing or probing while the entry stays put, and because
 /// removing the last connection of a peer is a short backward shift instead
-/// of a general-purpose erase (`benches/README.md`, `limit_per_peer`, has the
-/// instruction counts of both).
+/// of a general-purpose erase (`benches/README.md`, section `callgrind`, has
+/// the instruction counts of both).
 ///
 /// An entry with a count of 0 is free: a peer's entry is removed (its
 /// successors in the probe sequence shifted back over it) when its count
