@@ -299,21 +299,26 @@ pub trait ListenExt: Stream {
     /// **Memory** follows the connections held, not the peers ever seen: the
     /// shared table has one entry per peer holding a connection, and a peer's
     /// entry is removed when its last connection is dropped. An entry takes
-    /// 24 bytes (16 of key, 8 of count) plus the `HashMap`'s control byte and
-    /// spare capacity (up to twice the entries); after a peak above 1024
-    /// entries the table gives memory back once it is less than a quarter
-    /// full. Each `PeerConnection` adds 24 bytes to the socket (a pointer to
-    /// the table and the key). So the cost per connection is at most about
-    /// 80 bytes, and nothing for a peer once its connections are gone.
+    /// 24 bytes (16 of key, 8 of count). The table starts with room for 16
+    /// entries and doubles when half full; after a peak it halves whenever it
+    /// is less than an eighth full, down to 1024 entries (24 KiB), below
+    /// which it keeps its size. Each `PeerConnection` adds 32 bytes to the
+    /// socket (a pointer to the table, the key and where its entry was). So
+    /// beyond those 24 KiB the cost per connection is at most about 230
+    /// bytes (8 entries' room), and nothing for a peer once its connections
+    /// are gone.
     ///
-    /// **Cost in time**: the table is behind a `Mutex`, so that connections
-    /// may be dropped on any thread, and is locked for one lookup when a
-    /// connection is accepted and one when it is dropped; nobody else
-    /// contends for it unless connections are dropped on other threads. Its
-    /// hash is a multiply-and-fold with a random seed per stream, much
-    /// cheaper than the standard SipHash; the seed keeps a client with many
-    /// addresses from aiming collisions at it. The README's Performance
-    /// section has the measured instructions per connection.
+    /// **Cost in time**: the table and its counters are behind one `Mutex`,
+    /// so that connections may be dropped on any thread, locked once when a
+    /// connection is accepted and once when it is dropped; nobody else
+    /// contends for it unless connections are dropped on other threads or
+    /// [`PeerStats`](crate::PeerStats) is read. Its hash is a
+    /// multiply-and-fold with a random seed per stream, much cheaper than
+    /// the standard SipHash; the seed keeps a client with many addresses from
+    /// aiming collisions at it. A connection is released at the place its
+    /// peer's entry was taken at, without hashing, unless the entry has moved
+    /// since. `benches/README.md` (section `callgrind`) has the measured
+    /// instructions per connection.
     ///
     /// Live counters: [`LimitPerPeer::stats`](crate::LimitPerPeer::stats).
     ///

@@ -332,6 +332,45 @@ fn a_connection_dropped_on_another_thread_releases_its_slot() {
 }
 
 #[test]
+fn thousands_of_peers_released_on_four_threads_leave_the_table_empty() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(2);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    // 3000 peers (enough for the table to grow), two connections each.
+    let peer = |n: usize| format!("[2001:db8:{:x}:{:x}::1]", n / 1000, n % 1000);
+    for n in 0..3000 {
+        listener.connect(&format!("{}:1", peer(n)));
+        listener.connect(&format!("{}:2", peer(n)));
+    }
+    let held: Vec<_> = (0..6000).map_while(|_| next(&mut limited)).collect();
+    assert_eq!((held.len(), stats.peers()), (6000, 3000));
+    let (first, second): (Vec<_>, Vec<_>) = held.into_iter().partition(|(_, a)| a.port() == 1);
+    let mut shares: Vec<Vec<Accepted>> = (0..4).map(|_| Vec::new()).collect();
+    for (i, accepted) in first.into_iter().enumerate() {
+        shares[i % 4].push(accepted);
+    }
+    let threads: Vec<_> = shares
+        .into_iter()
+        .map(|share| thread::spawn(move || drop(share)))
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!((stats.connections(), stats.peers()), (3000, 3000));
+    for (connection, _) in second.iter().step_by(97) {
+        assert_eq!(stats.connections_of(connection.peer()), 1);
+    }
+    drop(second);
+    assert_eq!((stats.connections(), stats.peers()), (0, 0));
+    assert_eq!(stats.connections_of("2001:db8:0:1::".parse().unwrap()), 0);
+    listener.connect(&format!("{}:3", peer(1)));
+    listener.connect(&format!("{}:4", peer(1)));
+    listener.connect(&format!("{}:5", peer(1)));
+    assert_eq!(drain(&mut limited, &listener).len(), 2);
+}
+
+#[test]
 fn into_inner_releases_the_slot_and_keeps_the_socket_open() {
     let listener = Listener::default();
     let limited = listener.clone().limit_per_peer(1);

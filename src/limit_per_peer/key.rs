@@ -2,7 +2,7 @@
 //! and the hash of that key.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// A peer: its IPv6 address, or the IPv4-mapped IPv6 form of its IPv4
@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv6Addr};
 /// Two `u64`s rather than a `u128`, which is 16-byte aligned and would make
 /// every [`PeerConnection`](crate::PeerConnection) 16-byte aligned, and larger
 /// by the padding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct PeerKey {
     high: u64,
     low: u64,
@@ -42,12 +42,6 @@ impl PeerKey {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6(v6),
         }
-    }
-}
-
-impl Hash for PeerKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u128(self.bits());
     }
 }
 
@@ -111,77 +105,47 @@ fn high_bits(bits: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0)
 }
 
-/// Builds the hasher of the peer table: a multiply-and-fold of the key with
-/// two random 64-bit seeds, drawn per table.
+/// The hash of the peer table: a multiply-and-fold of the key with two
+/// random 64-bit seeds, drawn per table.
 ///
 /// Why not the standard `RandomState` (SipHash-1-3): under callgrind one
 /// SipHash of a key cost about as much as the rest of a table lookup, and a
-/// connection needs two lookups (the per-peer rows of the README's
-/// Performance section have the figures); this one is a few instructions. Why a seed at all: the keys are client addresses, so a client
-/// with many addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim
-/// collisions at a fixed hash. The seeded mix gives it no fixed target,
-/// though it is not a cryptographic guarantee like SipHash's; and since the
-/// table never holds more entries than connections held (at most what
+/// connection needs a lookup or two; this one is a few instructions. Why a
+/// seed at all: the keys are client addresses, so a client with many
+/// addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim collisions
+/// at a fixed hash. The seeded mix gives it no fixed target, though it is
+/// not a cryptographic guarantee like SipHash's; and since the table never
+/// holds more entries than connections held (at most what
 /// [`listen(n)`](crate::ListenExt::listen) runs, plus those on their way to
 /// it), even a table of collisions would cost a scan of that many keys, not
 /// of every peer ever seen.
-#[derive(Clone, Debug)]
-pub(super) struct PeerHashBuilder {
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PeerHash {
     seeds: [u64; 2],
 }
 
-impl PeerHashBuilder {
-    pub(super) fn random() -> PeerHashBuilder {
+impl PeerHash {
+    pub(super) fn random() -> PeerHash {
         // Each `RandomState` has fresh random keys; hashing two constants with
         // it yields two random numbers.
         let random = RandomState::new();
-        PeerHashBuilder {
+        PeerHash {
             seeds: [random.hash_one(1u8), random.hash_one(2u8)],
         }
     }
-}
 
-impl BuildHasher for PeerHashBuilder {
-    type Hasher = PeerHasher;
-
-    fn build_hasher(&self) -> PeerHasher {
-        PeerHasher {
-            seeds: self.seeds,
-            hash: 0,
-        }
-    }
-}
-
-/// The hasher built by [`PeerHashBuilder`].
-pub(super) struct PeerHasher {
-    seeds: [u64; 2],
-    hash: u64,
-}
-
-impl PeerHasher {
-    /// Mixes two words into the hash: the 128-bit product of the words
-    /// (each with a seed and the hash so far folded in), its halves xored.
-    fn mix(&mut self, a: u64, b: u64) {
-        let product = u128::from(a ^ self.seeds[0] ^ self.hash) * u128::from(b ^ self.seeds[1]);
-        self.hash = (product >> 64) as u64 ^ product as u64;
-    }
-}
-
-impl Hasher for PeerHasher {
-    fn write_u128(&mut self, n: u128) {
-        self.mix((n >> 64) as u64, n as u64);
+    /// A hash with chosen seeds, for tests that need collisions: with
+    /// `[0, 0]` every IPv4 key hashes to 0.
+    #[cfg(test)]
+    pub(super) fn with_seeds(seeds: [u64; 2]) -> PeerHash {
+        PeerHash { seeds }
     }
 
-    /// Not used by [`PeerKey`]; correct for any bytes all the same.
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word), chunk.len() as u64);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
+    /// The hash of `key`: the 128-bit product of its two halves, each with a
+    /// seed folded in, its halves xored.
+    #[inline]
+    pub(super) fn hash(&self, key: PeerKey) -> u64 {
+        let product = u128::from(key.high ^ self.seeds[0]) * u128::from(key.low ^ self.seeds[1]);
+        (product >> 64) as u64 ^ product as u64
     }
 }
