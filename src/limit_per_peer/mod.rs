@@ -1,6 +1,7 @@
 //! `limit_per_peer`: at most `n` connections from one client address.
 
 mod connection;
+mod counts;
 mod key;
 mod table;
 
