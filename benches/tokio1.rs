@@ -131,13 +131,7 @@ fn main() {
         );
         let mut results: Vec<Vec<Round>> = VARIANTS.iter().map(|_| Vec::new()).collect();
         for round in 1..=rounds {
-            // A B C, then C B A: no variant always runs first or last in its
-            // round, where a trend in the machine's load would favour it.
-            let mut order: Vec<usize> = (0..VARIANTS.len()).collect();
-            if round % 2 == 0 {
-                order.reverse();
-            }
-            for i in order {
+            for i in support::round_order(round, VARIANTS.len()) {
                 let variant = VARIANTS[i];
                 let r = run_round(start_server(flavour, variant), clients, round_time);
                 println!(

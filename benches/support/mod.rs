@@ -74,6 +74,17 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The order in which `n` interleaved servers run in round `round` (from 1):
+/// A B C, then C B A, and so on, so that no server always runs first or last
+/// in its round, where a trend in the machine's load would favour it.
+pub fn round_order(round: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if round.is_multiple_of(2) {
+        order.reverse();
+    }
+    order
+}
+
 /// Minimum and maximum of `values`, for showing the spread next to a median.
 pub fn min_max(values: &[f64]) -> (f64, f64) {
     values

@@ -257,8 +257,9 @@ pub struct Round {
 }
 
 /// Runs the servers that `start` makes, one round each in turn
-/// (A B C A B C ..), `rounds` times, so that a burst of noise from other
-/// processes hits all of them alike. Each round, `clients` threads connect,
+/// (A B C, C B A, .., see [`round_order`](super::round_order)), `rounds`
+/// times, so that a burst of noise from other processes hits all of them
+/// alike. Each round, `clients` threads connect,
 /// read to EOF and start over for `round_time`. Prints every round; returns
 /// the rounds of each server, in the order of `labels`.
 pub fn interleaved_rounds(
@@ -270,7 +271,8 @@ pub fn interleaved_rounds(
 ) -> Vec<Vec<Round>> {
     let mut results: Vec<Vec<Round>> = labels.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
-        for (i, label) in labels.iter().enumerate() {
+        for i in super::round_order(round, labels.len()) {
+            let label = &labels[i];
             let r = run_round(start(i), clients, round_time);
             println!(
                 "  round {round} {label:<18} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  \
