@@ -73,6 +73,9 @@ impl Tasks {
     /// Starts one task, which `spawn` makes of the report it is given.
     pub(super) fn start(&mut self, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
         let slot = self.free.pop().unwrap_or(self.handles.len());
+        // Counted before the task exists: on another worker it may end, and
+        // count its end, before `spawn` returns.
+        self.shared.stats.record_start_shared();
         let handle = spawn(Report {
             shared: Some(self.shared.clone()),
             slot,
@@ -84,7 +87,6 @@ impl Tasks {
             self.handles[slot] = Some(handle);
         }
         self.running += 1;
-        self.shared.stats.record_start_shared();
         self.check();
     }
 
