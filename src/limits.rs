@@ -12,6 +12,16 @@ use tokio_core::reactor::{Handle, Timeout};
 /// tasks on the event loop run.
 pub(crate) const POLL_BUDGET: usize = 64;
 
+/// Panics unless `max_connections`, the cap of a `listen` (futures 0.1 or
+/// tokio 1), lets at least one connection run.
+pub(crate) fn check_max_connections(max_connections: usize) {
+    assert!(
+        max_connections > 0,
+        "listen(0) would never accept a connection and never resolve; \
+         pass the maximum number of connections to serve at once (at least 1)"
+    );
+}
+
 /// Asks for another poll soon and returns `NotReady`, so that the other tasks
 /// on the event loop get their turn first.
 pub(crate) fn yield_to_other_tasks<T>() -> Async<T> {

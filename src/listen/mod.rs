@@ -4,7 +4,7 @@ use std::sync::Arc;
 use futures::{executor, Async, Future, IntoFuture, Poll, Stream};
 use log::info;
 
-use crate::limits::{yield_to_other_tasks, POLL_BUDGET};
+use crate::limits::{check_max_connections, yield_to_other_tasks, POLL_BUDGET};
 use crate::stats::ListenStats;
 
 use self::pool::{Pool, Wakeups, STREAM};
@@ -88,11 +88,7 @@ where
     S: Stream,
     S::Item: IntoFuture<Item = (), Error = ()>,
 {
-    assert!(
-        max_connections > 0,
-        "listen(0) would never accept a connection and never resolve; \
-         pass the maximum number of connections to serve at once (at least 1)"
-    );
+    check_max_connections(max_connections);
     let stats = ListenStats::new(max_connections);
     Listen {
         stream: Some(stream),

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use self::tasks::Tasks;
 pub(super) use self::tasks::{run, Report};
-use crate::limits::POLL_BUDGET;
+use crate::limits::{check_max_connections, POLL_BUDGET};
 use crate::stats::ListenStats;
 
 mod tasks;
@@ -46,11 +46,7 @@ pub(super) struct Pool<S, Signal> {
 
 impl<S, Signal> Pool<S, Signal> {
     pub(super) fn new(stream: S, max_connections: usize) -> Pool<S, Signal> {
-        assert!(
-            max_connections > 0,
-            "listen(0) would never accept a connection and never resolve; \
-             pass the maximum number of connections to serve at once (at least 1)"
-        );
+        check_max_connections(max_connections);
         let stats = ListenStats::new(max_connections);
         Pool {
             stream: Some(stream),
