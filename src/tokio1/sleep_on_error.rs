@@ -66,21 +66,6 @@ impl<S> SleepOnError<S> {
     }
 
     /// The inner stream.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    ///
-    /// use tk_listen::tokio1::{incoming, ListenExt};
-    /// use tokio::net::TcpListener;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let accepts = incoming(TcpListener::bind("127.0.0.1:0").await?)
-    ///     .sleep_on_error(Duration::from_millis(100));
-    /// println!("listening on {}", accepts.get_ref().get_ref().local_addr()?);
-    /// # Ok(()) }
-    /// ```
     pub fn get_ref(&self) -> &S {
         &self.stream
     }
@@ -89,41 +74,11 @@ impl<S> SleepOnError<S> {
     ///
     /// Take care not to pull items or errors out of it directly: they would
     /// bypass the error policy of this stream.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    ///
-    /// use tk_listen::tokio1::{incoming, ListenExt};
-    /// use tokio::net::TcpListener;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let mut accepts = incoming(TcpListener::bind("127.0.0.1:0").await?)
-    ///     .sleep_on_error(Duration::from_millis(100));
-    /// accepts.get_mut().get_mut().set_ttl(64)?;
-    /// # Ok(()) }
-    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 
     /// The inner stream; a pause in progress is dropped.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    ///
-    /// use tk_listen::tokio1::{incoming, ListenExt};
-    /// use tokio::net::TcpListener;
-    ///
-    /// # async fn doc() -> std::io::Result<()> {
-    /// let accepts = incoming(TcpListener::bind("127.0.0.1:0").await?)
-    ///     .sleep_on_error(Duration::from_millis(100));
-    /// let listener = accepts.into_inner().into_inner(); // the plain listener again
-    /// # Ok(()) }
-    /// ```
     pub fn into_inner(self) -> S {
         self.stream
     }
