@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_stream::{Stream, StreamExt};
 
 use tokio1_support::{
-    poll_once, run, stream_fn, CountingWaker, Flavour, Gauge, OnDrop, StreamFn, FLAVOURS, GENEROUS,
+    poll_once, run, stream_fn, CountingNotify, Flavour, Gauge, OnDrop, StreamFn, FLAVOURS, GENEROUS,
 };
 
 type Connection = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
@@ -129,7 +129,7 @@ fn a_full_server_does_not_poll_its_stream_however_often_it_is_polled() {
     let _context = runtime.enter();
     let (held, connections) = held_connections(10);
     let mut server = connections.listen(3);
-    let (_, waker) = CountingWaker::new();
+    let (_, waker) = CountingNotify::waker();
     for _ in 0..5 {
         assert!(poll_once(&mut server, &waker).is_pending());
         assert_eq!(held.polls(), 3, "stream polled while full");
@@ -155,7 +155,7 @@ fn at_most_64_connections_start_or_finish_in_one_poll() {
     });
     let mut server = connections.listen(1000);
     let stats = server.stats();
-    let (woken, waker) = CountingWaker::new();
+    let (woken, waker) = CountingNotify::waker();
     {
         let _context = runtime.enter();
         assert!(poll_once(&mut server, &waker).is_pending());
@@ -212,7 +212,7 @@ fn a_connection_that_ends_wakes_the_server_only_if_it_waits_for_a_slot() {
     });
     let mut server = connections.listen(3);
     let stats = server.stats();
-    let (woken, waker) = CountingWaker::new();
+    let (woken, waker) = CountingNotify::waker();
     let end_one = |ended: u64| {
         release.add_permits(1);
         runtime.block_on(async {
@@ -468,7 +468,7 @@ fn connections_cancelled_by_a_runtime_shutting_down_count_as_failed() {
         let connections = tokio_stream::iter(0..3).map(|_| std::future::pending::<()>());
         let mut server = connections.listen(10);
         let stats = server.stats();
-        let (_woken, waker) = CountingWaker::new();
+        let (_woken, waker) = CountingNotify::waker();
         {
             let _context = runtime.enter();
             assert!(poll_once(&mut server, &waker).is_pending());
@@ -540,7 +540,7 @@ fn the_server_wakes_the_task_that_polled_it_last() {
         let mut server = connections.listen(1);
         let stats = server.stats();
         // Polled by hand first, then moved into a task.
-        let (_woken, waker) = CountingWaker::new();
+        let (_woken, waker) = CountingNotify::waker();
         {
             let _context = runtime.enter();
             assert!(poll_once(&mut server, &waker).is_pending());

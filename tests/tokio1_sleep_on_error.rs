@@ -17,7 +17,7 @@ use tokio::runtime::Builder;
 use tokio_stream::{Stream, StreamExt};
 
 use support::{os_error, per_connection_errors, resource_errors, GENEROUS};
-use tokio1_support::{poll_stream_once, run, stream_fn, CountingWaker, StreamFn, FLAVOURS};
+use tokio1_support::{poll_stream_once, run, stream_fn, CountingNotify, StreamFn, FLAVOURS};
 
 /// Long enough that a test which paused by mistake could never pass.
 const FOREVER: Duration = Duration::from_secs(3600);
@@ -51,7 +51,7 @@ fn per_connection_errors_are_skipped_without_delay() {
         let (_, accepts) = counted(vec![Err(error), Ok(7)]);
         let mut skipping = accepts.sleep_on_error(FOREVER);
         let stats = skipping.stats();
-        let (_, waker) = CountingWaker::new();
+        let (_, waker) = CountingNotify::waker();
         // The item behind the error comes out of the very same poll: no pause.
         match poll_stream_once(&mut skipping, &waker) {
             Poll::Ready(Some(7)) => {}
@@ -76,7 +76,7 @@ fn resource_errors_stop_accepting_until_woken_by_the_timer() {
         let (polls, accepts) = counted(vec![Err(error), Ok(7)]);
         let mut pausing = accepts.sleep_on_error(FOREVER);
         let stats = pausing.stats();
-        let (woken, waker) = CountingWaker::new();
+        let (woken, waker) = CountingNotify::waker();
         for _ in 0..3 {
             match poll_stream_once(&mut pausing, &waker) {
                 Poll::Pending => {}
@@ -154,7 +154,7 @@ fn a_long_run_of_skipped_errors_yields_and_asks_to_be_polled_again() {
         ))))
     });
     let mut skipping = resets.sleep_on_error(FOREVER);
-    let (woken, waker) = CountingWaker::new();
+    let (woken, waker) = CountingNotify::waker();
     assert!(poll_stream_once(&mut skipping, &waker).is_pending());
     assert_eq!(polls.get(), 64, "errors skipped in one poll");
     assert_eq!(woken.count(), 1, "the task must ask to be polled again");
@@ -179,7 +179,7 @@ fn a_zero_delay_retries_within_the_budget_instead_of_spinning_in_one_poll() {
         }
     });
     let mut pausing = exhausted.sleep_on_error(Duration::ZERO);
-    let (_, waker) = CountingWaker::new();
+    let (_, waker) = CountingNotify::waker();
     assert!(poll_stream_once(&mut pausing, &waker).is_pending());
     assert!(
         polls.get() <= 64,
@@ -230,7 +230,7 @@ fn delays_too_long_for_the_timer_pause_instead_of_panicking() {
     for delay in [Duration::MAX, Duration::from_secs(10 * 365 * 24 * 3600)] {
         let (_, accepts) = counted(vec![Err(os_error(libc::EMFILE)), Ok(7)]);
         let mut pausing = accepts.sleep_on_error(delay);
-        let (_, waker) = CountingWaker::new();
+        let (_, waker) = CountingNotify::waker();
         assert!(
             poll_stream_once(&mut pausing, &waker).is_pending(),
             "{:?}",

@@ -7,6 +7,7 @@ use std::net::{self, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::task::{Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,8 @@ pub fn resource_errors() -> Vec<io::Error> {
     ]
 }
 
-/// Counts how often a task was woken.
+/// Counts how often a task was woken: a futures 0.1 `NotifyHandle` or, for
+/// the tokio 1 tests, a `std::task::Waker`.
 #[derive(Default)]
 pub struct CountingNotify(AtomicUsize);
 
@@ -84,6 +86,11 @@ impl CountingNotify {
         (notify.clone(), NotifyHandle::from(notify))
     }
 
+    pub fn waker() -> (Arc<CountingNotify>, Waker) {
+        let notify = Arc::new(CountingNotify::default());
+        (notify.clone(), Waker::from(notify))
+    }
+
     pub fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
@@ -91,6 +98,16 @@ impl CountingNotify {
 
 impl Notify for CountingNotify {
     fn notify(&self, _id: usize) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Wake for CountingNotify {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }

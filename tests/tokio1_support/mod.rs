@@ -4,9 +4,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::mpsc;
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use tokio::task::LocalSet;
 // which every `tokio1_*` test binary declares as `mod support;` too.
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use crate::support::{
-    assert_refused, connect, fetch, init_logging, read_reply, Gauge, GENEROUS,
+    assert_refused, connect, fetch, init_logging, read_reply, CountingNotify, Gauge, GENEROUS,
 };
 
 /// The two runtime flavours every behaviour is checked on.
@@ -72,31 +71,6 @@ impl<T, F: FnMut(&mut Context<'_>) -> Poll<Option<T>> + Unpin> Stream for Stream
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         (self.0)(cx)
-    }
-}
-
-/// Counts how often a task was woken.
-#[derive(Default)]
-pub struct CountingWaker(AtomicUsize);
-
-impl CountingWaker {
-    pub fn new() -> (Arc<CountingWaker>, Waker) {
-        let counter = Arc::new(CountingWaker::default());
-        (counter.clone(), Waker::from(counter))
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
