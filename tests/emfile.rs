@@ -10,24 +10,18 @@
 mod support;
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{Future, Stream};
 use tk_listen::ListenExt;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
-use support::connect;
-use support::emfile_child::{assert_not_served, read_hello, ChildServer};
+use support::emfile_child::exhaust_and_recover;
 
 const CHILD: &str = "TK_LISTEN_EMFILE_SERVER";
-const DESCRIPTORS: u32 = 64;
-const CLIENTS: usize = 100;
 const PAUSE: Duration = Duration::from_millis(100);
-/// How long CPU use is measured while descriptors are exhausted.
-const WINDOW: Duration = Duration::from_millis(1500);
 
 /// The server, run only as the child of
 /// `descriptor_exhaustion_pauses_quietly_and_recovers_the_backlog`.
@@ -78,55 +72,5 @@ fn emfile_server_child() {
 
 #[test]
 fn descriptor_exhaustion_pauses_quietly_and_recovers_the_backlog() {
-    let server = ChildServer::start(CHILD, "1", DESCRIPTORS);
-
-    // More clients than the server has descriptors; they all complete the
-    // handshake in the kernel's backlog.
-    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
-    let served = server.accepted_before_first_error();
-    assert!(
-        served > 0 && served < CLIENTS,
-        "accepted {} before running out of descriptors",
-        served
-    );
-
-    // Exhausted: the server must sit quietly, not retry accept() in a loop.
-    let cpu_before = server.cpu_time();
-    let started = Instant::now();
-    thread::sleep(WINDOW);
-    let cpu_share =
-        (server.cpu_time() - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
-    eprintln!(
-        "server CPU while out of descriptors: {:.1}% of a core",
-        cpu_share * 100.0
-    );
-    assert!(
-        cpu_share < 0.5,
-        "server used {:.0}% of a core while out of descriptors",
-        cpu_share * 100.0
-    );
-
-    // The backlog is accepted in order: the first `served` clients were
-    // greeted, the rest still wait.
-    for client in &mut clients[..served] {
-        read_hello(client);
-    }
-    for client in &clients[served..] {
-        assert_not_served(client);
-    }
-
-    // Free the descriptors. No new client arrives, yet the ones waiting in
-    // the backlog must be accepted and served.
-    let waiting = clients.split_off(served);
-    drop(clients);
-    for mut client in waiting {
-        read_hello(&mut client);
-    }
-    server.wait_for_accepts(CLIENTS);
-
-    // And new clients are served too.
-    for _ in 0..3 {
-        read_hello(&mut connect(server.addr));
-    }
-    server.stop();
+    exhaust_and_recover(CHILD, "tokio-core");
 }

@@ -12,7 +12,73 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::process::process_cpu;
-use super::GENEROUS;
+use super::{connect, GENEROUS};
+
+/// The child's limit on open descriptors.
+pub const DESCRIPTORS: u32 = 64;
+/// Clients connected at once: more than the child has descriptors.
+pub const CLIENTS: usize = 100;
+/// How long CPU use is measured while descriptors are exhausted.
+const WINDOW: Duration = Duration::from_millis(1500);
+
+/// The scenario of both tests against the child started with
+/// `child_var=value`: fills the backlog past the descriptor limit, checks
+/// the CPU use while exhausted, frees the descriptors and checks that the
+/// backlog is served, then new clients.
+pub fn exhaust_and_recover(child_var: &str, value: &str) {
+    let server = ChildServer::start(child_var, value, DESCRIPTORS);
+
+    // More clients than the server has descriptors; they all complete the
+    // handshake in the kernel's backlog.
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.addr)).collect();
+    let served = server.accepted_before_first_error();
+    assert!(
+        served > 0 && served < CLIENTS,
+        "accepted {} before running out of descriptors",
+        served
+    );
+
+    // Exhausted: the server must sit quietly, not retry accept() in a loop.
+    let cpu_before = server.cpu_time();
+    let started = Instant::now();
+    thread::sleep(WINDOW);
+    let cpu_share =
+        (server.cpu_time() - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} server CPU while out of descriptors: {:.1}% of a core",
+        value,
+        cpu_share * 100.0
+    );
+    assert!(
+        cpu_share < 0.5,
+        "server used {:.0}% of a core while out of descriptors",
+        cpu_share * 100.0
+    );
+
+    // The backlog is accepted in order: the first `served` clients were
+    // greeted, the rest still wait.
+    for client in &mut clients[..served] {
+        read_hello(client);
+    }
+    for client in &clients[served..] {
+        assert_not_served(client);
+    }
+
+    // Free the descriptors. No new client arrives, yet the ones waiting in
+    // the backlog must be accepted and served.
+    let waiting = clients.split_off(served);
+    drop(clients);
+    for mut client in waiting {
+        read_hello(&mut client);
+    }
+    server.wait_for_accepts(CLIENTS);
+
+    // And new clients are served too.
+    for _ in 0..3 {
+        read_hello(&mut connect(server.addr));
+    }
+    server.stop();
+}
 
 /// What the child reports on stderr.
 pub enum Event {
