@@ -1,7 +1,8 @@
 //! The child-process server of the `EMFILE` tests (`tests/emfile.rs`,
 //! `tests/tokio1_emfile.rs`): started with a lowered `RLIMIT_NOFILE`, it
 //! reports its accepts and accept errors on stderr, and the test reads its CPU
-//! time from `/proc`. Linux only.
+//! time from `/proc`; and the scenario both tests run against it
+//! ([`exhaust_and_recover`]). Linux only.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader, ErrorKind, Read};
