@@ -38,11 +38,11 @@
 mod support;
 
 use std::io::Read;
-use std::net::{self, SocketAddr};
+use std::net;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tk_listen::tokio1::{incoming, ListenExt};
 use tokio::io::AsyncWriteExt;
@@ -51,9 +51,8 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio_stream::StreamExt;
 
-/// Upper bound on the connections one client thread makes in one round, so
-/// that every loop is bounded in count as well as in time.
-const MAX_CONNECTIONS_PER_CLIENT: usize = 10_000_000;
+use support::servers::{self, Round, Server};
+
 /// How long a client waits for a reply before counting an error.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The connection limit of `axum_style` and `tk_listen`.
@@ -108,12 +107,6 @@ fn chosen_flavours() -> Vec<Flavour> {
         .collect()
 }
 
-/// What one round of one variant measured.
-struct Round {
-    served: support::Served,
-    errors: usize,
-}
-
 fn main() {
     if let Ok(name) = std::env::var("TK_TOKIO1_BATCH") {
         batch_mode(&name);
@@ -129,22 +122,10 @@ fn main() {
             VARIANTS.len(),
             round_time
         );
-        let mut results: Vec<Vec<Round>> = VARIANTS.iter().map(|_| Vec::new()).collect();
-        for round in 1..=rounds {
-            for i in support::round_order(round, VARIANTS.len()) {
-                let variant = VARIANTS[i];
-                let r = run_round(start_server(flavour, variant), clients, round_time);
-                println!(
-                    "  round {round} {:<10} {:>8.0} conn/s  {:.4} CPU-s/1000 conns  ({} conns, {} errors)",
-                    variant.name(),
-                    r.served.per_second(),
-                    r.served.cpu_per_1000(),
-                    r.served.connections,
-                    r.errors
-                );
-                results[i].push(r);
-            }
-        }
+        let labels: Vec<String> = VARIANTS.iter().map(|v| v.name().to_string()).collect();
+        let results = servers::interleaved_rounds(&labels, rounds, round_time, clients, |i| {
+            start_server(flavour, VARIANTS[i])
+        });
         summarise(flavour, &results);
         println!();
     }
@@ -195,75 +176,6 @@ fn summarise(flavour: Flavour, results: &[Vec<Round>]) {
     println!("goals: tk_listen/plain conn/s >= 0.97, CPU per conn <= 1.05");
 }
 
-fn run_round(server: Server, clients: usize, round_time: Duration) -> Round {
-    let addr = server.addr;
-    let start = Arc::new(Barrier::new(clients + 1));
-    let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let start = start.clone();
-            thread::spawn(move || {
-                start.wait();
-                client_loop(addr, Instant::now() + round_time)
-            })
-        })
-        .collect();
-    start.wait();
-    let began = Instant::now();
-    let (mut connections, mut errors) = (0, 0);
-    for t in threads {
-        let (ok, failed) = t.join().expect("client thread panicked");
-        connections += ok;
-        errors += failed;
-    }
-    let elapsed = began.elapsed();
-    let server_cpu = server.stop();
-    Round {
-        served: support::Served {
-            connections,
-            elapsed,
-            server_cpu,
-        },
-        errors,
-    }
-}
-
-/// Connects, reads to EOF and starts over until `deadline`; returns the
-/// number of good replies and of failures.
-fn client_loop(addr: SocketAddr, deadline: Instant) -> (usize, usize) {
-    let (mut ok, mut failed) = (0, 0);
-    let mut reply = Vec::with_capacity(16);
-    for _ in 0..MAX_CONNECTIONS_PER_CLIENT {
-        if Instant::now() >= deadline {
-            break;
-        }
-        reply.clear();
-        let result = net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).and_then(|mut s| {
-            s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-            s.read_to_end(&mut reply)
-        });
-        match result {
-            Ok(_) if reply == b"hello\n" => ok += 1,
-            _ => failed += 1,
-        }
-    }
-    (ok, failed)
-}
-
-/// A server on its own runtime; stopping it returns the CPU time all its
-/// threads used.
-struct Server {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    thread: thread::JoinHandle<Duration>,
-}
-
-impl Server {
-    fn stop(self) -> Duration {
-        let _ = self.stop.send(());
-        self.thread.join().expect("server thread panicked")
-    }
-}
-
 /// A runtime of `flavour` whose worker threads add their CPU time to
 /// `workers_cpu` when they stop.
 fn runtime(flavour: Flavour, workers_cpu: &Arc<Mutex<Duration>>) -> Runtime {
@@ -309,7 +221,10 @@ fn start_server(flavour: Flavour, variant: Variant) -> Server {
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("server thread did not start");
-    Server { addr, stop, thread }
+    Server::new(addr, move || {
+        let _ = stop.send(());
+        thread.join().expect("server thread panicked")
+    })
 }
 
 /// Runs `variant`'s server; `answered` is called after each reply.
