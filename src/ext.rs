@@ -296,28 +296,32 @@ pub trait ListenExt: Stream {
     /// accepted connection, including those then closed over the cap; put it
     /// after, and it counts only the connections let through.
     ///
-    /// **Memory** follows the connections held, not the peers ever seen: the
-    /// shared table has one entry per peer holding a connection, and a peer's
-    /// entry is removed when its last connection is dropped. An entry takes
-    /// 24 bytes (16 of key, 8 of count). The table starts with room for 16
-    /// entries and doubles when half full; after a peak it halves whenever it
-    /// is less than an eighth full, down to 1024 entries (24 KiB), below
-    /// which it keeps its size. Each `PeerConnection` adds 32 bytes to the
-    /// socket (a pointer to the table, the key and where its entry was). So
-    /// beyond those 24 KiB the cost per connection is at most about 230
-    /// bytes (8 entries' room), and nothing for a peer once its connections
-    /// are gone.
+    /// **Memory** follows the connections held, not the peers ever seen.
+    /// Each peer holding connections has an entry in a shared table (its key
+    /// in an `Arc`, 48 bytes with the allocator's) pointed to by an 8-byte
+    /// bucket and by each of its `PeerConnection`s, which add those 8 bytes
+    /// to the socket. A peer whose last connection is dropped holds nothing
+    /// at once; its entry stays, so that a client coming back finds it, until
+    /// a new peer makes more than half the buckets used. Then the table is
+    /// rebuilt with only the peers holding connections, keeps up to half its
+    /// buckets' worth of idle entries for the next new peers (so that they
+    /// don't allocate), and is resized to four times the peers kept if they
+    /// need more than a quarter of it or less than a sixteenth, never below
+    /// 1024 buckets. So the table takes at most 56 KiB (1024 buckets and
+    /// entries) until more than 256 peers hold connections at once, and
+    /// beyond that at most 16 buckets and entries, about 900 bytes, per peer
+    /// holding connections when it was last rebuilt: bounded by the most
+    /// connections held at once.
     ///
-    /// **Cost in time**: the table and its counters are behind one `Mutex`,
-    /// so that connections may be dropped on any thread, locked once when a
-    /// connection is accepted and once when it is dropped; nobody else
-    /// contends for it unless connections are dropped on other threads or
-    /// [`PeerStats`](crate::PeerStats) is read. Its hash is a
-    /// multiply-and-fold with a random seed per stream, much cheaper than
-    /// the standard SipHash; the seed keeps a client with many addresses from
-    /// aiming collisions at it. A connection is released at the place its
-    /// peer's entry was taken at, without hashing, unless the entry has moved
-    /// since. `benches/README.md` (section `callgrind`) has the measured
+    /// **Cost in time**: a connection is let through under the table's lock,
+    /// taken once per accepted connection and otherwise only by
+    /// [`PeerStats`](crate::PeerStats) readings: a multiply-shift hash with
+    /// random multipliers per stream (much cheaper than the standard
+    /// SipHash; the randomness keeps a client with many addresses from aiming
+    /// collisions at it) and a linear probe. A connection gives its place
+    /// back by dropping its reference to the peer's entry: one atomic
+    /// decrement, without the lock or a lookup, on whichever thread drops
+    /// it. `benches/README.md` (section `callgrind`) has the measured
     /// instructions per connection.
     ///
     /// Live counters: [`LimitPerPeer::stats`](crate::LimitPerPeer::stats).

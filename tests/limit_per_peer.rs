@@ -186,7 +186,7 @@ fn dropping_a_connection_lets_its_peer_connect_again() {
 }
 
 #[test]
-fn a_peer_leaves_the_table_when_its_last_connection_is_dropped() {
+fn a_peer_no_longer_counts_once_its_last_connection_is_dropped() {
     let listener = Listener::default();
     let limited = listener.clone().limit_per_peer(3);
     let stats = limited.stats();

@@ -3,7 +3,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A peer: its IPv6 address, or the IPv4-mapped IPv6 form of its IPv4
 /// address, with the bits beyond the prefix cleared.
@@ -45,6 +46,44 @@ impl PeerKey {
     }
 }
 
+/// A [`PeerKey`] that the peer table can give to another peer in place,
+/// once no connection shares it: the table reuses its entries instead of
+/// allocating one per new peer.
+///
+/// `Relaxed` atomics: the table writes a key only into an entry no
+/// connection shares any more (after an `Acquire` fence that orders the
+/// last connection's reads before it), and the connection that gets the
+/// entry next gets it from the stream, which wrote the key, in the same
+/// thread or through whatever hands the connection over to another.
+#[derive(Debug)]
+pub(super) struct SharedKey {
+    high: AtomicU64,
+    low: AtomicU64,
+}
+
+impl SharedKey {
+    pub(super) fn new(key: PeerKey) -> SharedKey {
+        SharedKey {
+            high: AtomicU64::new(key.high),
+            low: AtomicU64::new(key.low),
+        }
+    }
+
+    #[inline]
+    pub(super) fn get(&self) -> PeerKey {
+        PeerKey {
+            high: self.high.load(Ordering::Relaxed),
+            low: self.low.load(Ordering::Relaxed),
+        }
+    }
+
+    #[inline]
+    pub(super) fn set(&self, key: PeerKey) {
+        self.high.store(key.high, Ordering::Relaxed);
+        self.low.store(key.low, Ordering::Relaxed);
+    }
+}
+
 /// How many leading bits of an address make a peer, as masks over the
 /// 128 bits of [`PeerKey`].
 #[derive(Clone, Copy, Debug)]
@@ -75,17 +114,30 @@ impl Prefixes {
         self.ipv6
     }
 
-    /// The peer of `ip`: an IPv4 address, and an IPv4-mapped IPv6 address
-    /// (`::ffff:a.b.c.d`), cut to the IPv4 prefix; any other IPv6 address
-    /// to the IPv6 prefix.
-    pub(super) fn key(&self, ip: IpAddr) -> PeerKey {
-        let bits = address_bits(ip);
-        let mask = if bits >> 32 == IPV4_MAPPED >> 32 {
+    /// The peer of a client at `addr`: an IPv4 address, and an IPv4-mapped
+    /// IPv6 address (`::ffff:a.b.c.d`), cut to the IPv4 prefix; any other
+    /// IPv6 address to the IPv6 prefix.
+    #[inline]
+    pub(super) fn key(&self, addr: &SocketAddr) -> PeerKey {
+        let v6 = match addr {
+            // The common case, without 128-bit arithmetic: the mapped
+            // prefix and the address fit in the low half, and the mask's
+            // high half is all ones.
+            SocketAddr::V4(v4) => {
+                return PeerKey {
+                    high: 0,
+                    low: (IPV4_MAPPED as u64 | u64::from(u32::from(*v4.ip())))
+                        & self.ipv4_mask as u64,
+                }
+            }
+            SocketAddr::V6(v6) => u128::from(*v6.ip()),
+        };
+        let mask = if v6 >> 32 == IPV4_MAPPED >> 32 {
             self.ipv4_mask
         } else {
             self.ipv6_mask
         };
-        PeerKey::from_bits(bits & mask)
+        PeerKey::from_bits(v6 & mask)
     }
 }
 
@@ -105,17 +157,23 @@ fn high_bits(bits: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0)
 }
 
-/// The hash of the peer table: a multiply-and-fold of the key with two
-/// random 64-bit seeds, drawn per table.
+/// The hash of the peer table: a folded multiply of the key's two halves,
+/// each with a random seed drawn per table xored in (the 128-bit product's
+/// halves xored), times [`FIBONACCI`]; the table takes the top bits.
 ///
 /// Why not the standard `RandomState` (SipHash-1-3): under callgrind one
-/// SipHash of a key cost about as much as the rest of a table lookup, and a
-/// connection needs a lookup or two; this one is a few instructions. Why a
-/// seed at all: the keys are client addresses, so a client with many
-/// addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim collisions
-/// at a fixed hash. The seeded mix gives it no fixed target, though it is
-/// not a cryptographic guarantee like SipHash's; and since the table never
-/// holds more entries than connections held (at most what
+/// SipHash of a key cost about as much as the rest of a table lookup; this
+/// one is a few instructions. Why not a plain multiply-shift (each half
+/// times a random odd multiplier, summed), a few instructions cheaper: about
+/// one multiplier in a thousand (`1 << 40 | 1`, or one near a fraction of
+/// 2^64 with a small denominator) puts neighbouring addresses, 127.0.0.2,
+/// 127.0.0.3, ..., into one long run, and the fold has no such multipliers
+/// (the unit test `neighbouring_addresses_spread_over_the_table_whatever_the_seeds`
+/// tries them). Why seeds at all: the keys are client addresses, so a client
+/// with many addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim
+/// collisions at a fixed hash. Random seeds give it no fixed target, though
+/// not a cryptographic guarantee like SipHash's; and since the table holds
+/// at most a few entries per connection held (at most what
 /// [`listen(n)`](crate::ListenExt::listen) runs, plus those on their way to
 /// it), even a table of collisions would cost a scan of that many keys, not
 /// of every peer ever seen.
@@ -129,23 +187,27 @@ impl PeerHash {
         // Each `RandomState` has fresh random keys; hashing two constants with
         // it yields two random numbers.
         let random = RandomState::new();
-        PeerHash {
-            seeds: [random.hash_one(1u8), random.hash_one(2u8)],
-        }
+        PeerHash::with_seeds([random.hash_one(1u8), random.hash_one(2u8)])
     }
 
-    /// A hash with chosen seeds, for tests that need collisions: with
-    /// `[0, 0]` every IPv4 key hashes to 0.
-    #[cfg(test)]
+    /// A hash with chosen seeds; tests need collisions: with `[0, 0]` every
+    /// IPv4 key (whose high half is 0) hashes to 0.
     pub(super) fn with_seeds(seeds: [u64; 2]) -> PeerHash {
         PeerHash { seeds }
     }
 
-    /// The hash of `key`: the 128-bit product of its two halves, each with a
-    /// seed folded in, its halves xored.
+    /// The hash of `key`, whose top bits make its home in the table.
     #[inline]
     pub(super) fn hash(&self, key: PeerKey) -> u64 {
         let product = u128::from(key.high ^ self.seeds[0]) * u128::from(key.low ^ self.seeds[1]);
-        (product >> 64) as u64 ^ product as u64
+        ((product >> 64) as u64 ^ product as u64).wrapping_mul(FIBONACCI)
     }
 }
+
+/// 2^64 divided by the golden ratio, odd: multiplying the fold by it and
+/// keeping the top bits spreads every bit of the fold over the index.
+/// Without it, a seed with trailing zero bits leaves the low bits of the
+/// hash of neighbouring addresses (127.0.0.2, 127.0.0.3, ...) alike, and
+/// linear probing turns that into long runs: under callgrind, one seed in a
+/// few made a connection cost 3 to 10 times more in the table.
+const FIBONACCI: u64 = 0x9e37_79b9_7f4a_7c15;

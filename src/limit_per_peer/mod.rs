@@ -142,7 +142,7 @@ impl<S> LimitPerPeer<S> {
     /// assert_eq!(peer("[2001:db8::1:2:3:4]:40000"), ip("2001:db8::"));
     /// ```
     pub fn peer_of(&self, addr: SocketAddr) -> IpAddr {
-        self.prefixes.key(addr.ip()).addr()
+        self.prefixes.key(&addr).addr()
     }
 
     /// A handle to this stream's live counters: peers and connections held
@@ -183,12 +183,15 @@ where
     #[inline]
     fn poll(&mut self) -> Poll<Option<Self::Item>, S::Error> {
         for _ in 0..POLL_BUDGET {
-            let (socket, addr) = match self.stream.poll()? {
-                Async::Ready(Some(accepted)) => accepted,
-                Async::Ready(None) => return Ok(Async::Ready(None)),
-                Async::NotReady => return Ok(Async::NotReady),
+            // A `match` rather than `?`, which moves the whole result once
+            // more (`benches/README.md`, section `callgrind`).
+            let (socket, addr) = match self.stream.poll() {
+                Ok(Async::Ready(Some(accepted))) => accepted,
+                Ok(Async::Ready(None)) => return Ok(Async::Ready(None)),
+                Ok(Async::NotReady) => return Ok(Async::NotReady),
+                Err(error) => return Err(error),
             };
-            let key = self.prefixes.key(addr.ip());
+            let key = self.prefixes.key(&addr);
             if let Some(slot) = self.table.acquire(key) {
                 return Ok(Async::Ready(Some((connection::new(socket, slot), addr))));
             }
