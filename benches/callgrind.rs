@@ -17,7 +17,8 @@
 //!   `turn_until_served`: the cost per connection of a running server. The
 //!   clients of a batch connect from `peers` loopback addresses in turn
 //!   (127.0.0.2, 127.0.0.3, ..., bound before connecting; Linux accepts all
-//!   of 127.0.0.0/8), so that `tk_listen_per_peer` sees that many peers.
+//!   of 127.0.0.0/8), so that `tk_listen_per_peer` sees that many peers;
+//!   `peers` 0 gives every client an address of its own, never used before.
 //!
 //! The servers are those of `accept.rs`, from `support/servers.rs`.
 //!
@@ -65,7 +66,10 @@ fn main() {
             Variant::named(&args[1]),
             number(2),
             batch_size(number(3)),
-            number(4).clamp(1, 250),
+            match number(4) {
+                0 => 0,
+                peers => peers.clamp(1, 250),
+            },
         ),
         Some(other) => panic!("unknown workload {other:?}\n{USAGE}"),
     }
@@ -87,7 +91,7 @@ fn fresh(variant: Variant, batches: usize, size: usize) {
     for _ in 0..batches {
         let std_listener = net::TcpListener::bind(any_port).expect("bind 127.0.0.1:0");
         let addr = std_listener.local_addr().unwrap();
-        let clients = connect_clients(addr, size, 1);
+        let clients = connect_clients(addr, size, 1, 0);
         let register = |listener| {
             TcpListener::from_listener(listener, &addr, &handle).expect("register the listener")
         };
@@ -144,7 +148,7 @@ fn serve_one_batch(core: &mut Core, variant: Variant, listener: TcpListener, siz
 /// One server for all batches.
 fn running(variant: Variant, batches: usize, size: usize, peers: usize) {
     assert!(variant != Variant::RawStd, "raw_std runs in `fresh` only");
-    if variant == Variant::TkListenPerPeer {
+    if variant == Variant::TkListenPerPeer && peers > 0 {
         assert!(
             peers * MAX_PER_PEER >= size,
             "{size} clients from {peers} peer(s) are over the cap of {MAX_PER_PEER} per peer; \
@@ -165,7 +169,7 @@ fn running(variant: Variant, batches: usize, size: usize, peers: usize) {
         hello.clone(),
     ));
     for batch in 1..=batches {
-        let clients = connect_clients(addr, size, peers);
+        let clients = connect_clients(addr, size, peers, (batch - 1) * size);
         turn_until_served(&mut core, &hello, batch * size);
         expect_replies(clients);
     }
@@ -195,15 +199,22 @@ fn turn_until(core: &mut Core, hello: &Hello, target: usize) {
 }
 
 /// `size` clients connected to `addr`, waiting in its backlog; from `peers`
-/// loopback addresses in turn if that is over 1.
-fn connect_clients(addr: SocketAddr, size: usize, peers: usize) -> Vec<net::TcpStream> {
+/// loopback addresses in turn if that is over 1, or if it is 0, each from an
+/// address of its own: the `first`-th address after 127.0.0.2 and up.
+fn connect_clients(
+    addr: SocketAddr,
+    size: usize,
+    peers: usize,
+    first: usize,
+) -> Vec<net::TcpStream> {
     (0..size)
         .map(|i| {
             if peers == 1 {
                 return net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
             }
-            let host = 2 + (i % peers) as u8;
-            let source = SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0));
+            let n = if peers == 0 { first + i } else { i % peers };
+            let host = u32::from(Ipv4Addr::new(127, 0, 0, 2)) + n as u32;
+            let source = SocketAddr::from((Ipv4Addr::from(host), 0));
             let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
                 .expect("socket");
             socket

@@ -19,10 +19,13 @@
 #    benches/data/callgrind.csv (variant,batch,instructions) for
 #    benches/charts.rs.
 # 4. limit_per_peer: the running server with and without limit_per_peer(8)
-#    (tk_listen_per_peer and tk_listen), both with their clients spread over
-#    100 loopback addresses, so that each connection of a batch comes from a
-#    peer with no other connection and adds and removes a table entry (the
-#    dearer path); the extra instructions per connection and the ratio.
+#    (tk_listen_per_peer and tk_listen), the median of five measurements
+#    each. The clients of a batch come from 100 loopback addresses, so each
+#    connection is its peer's only one: it takes the peer from holding
+#    nothing to one connection and back. The same 100 peers come back batch
+#    after batch, as clients do; in the last row every client has an address
+#    never seen before, so each connection adds a peer to the table (the
+#    dearest path). The extra instructions per connection and the ratio.
 #
 # Usage: bash benches/callgrind.sh [limit_per_peer]   (the argument: section 4 only)
 set -euo pipefail
@@ -66,17 +69,19 @@ done
 fi
 
 # Instructions per connection of one running server: variant, batch size,
-# peers. Prints the median of three measurements, then their minimum and
-# maximum: the counts of a running server vary from run to run, usually by
-# under 2% but now and then by much more (benches/README.md).
+# peers, and how many measurements (3 if not given). Prints their median,
+# then their minimum and maximum: the counts of a running server vary from
+# run to run, usually by under 2% but now and then by much more
+# (benches/README.md).
 per_conn() {
     local a b i values=()
-    for i in 1 2 3; do
+    for ((i = 0; i < ${4:-3}; i++)); do
         a=$(run --collect-atstart=no '--toggle-collect=*turn_until_served*' -- running "$1" 50 "$2" "$3")
         b=$(run --collect-atstart=no '--toggle-collect=*turn_until_served*' -- running "$1" 100 "$2" "$3")
         values+=("$(awk -v a="$a" -v b="$b" -v s="$2" 'BEGIN { print (b - a) / (50 * s) }')")
     done
-    printf '%s\n' "${values[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f\n", v[2], v[1], v[3] }'
+    printf '%s\n' "${values[@]}" | sort -g |
+        awk '{ v[NR] = $1 } END { printf "%.1f %.1f %.1f\n", v[int((NR + 1) / 2)], v[1], v[NR] }'
 }
 
 if [ -z "$only" ]; then
@@ -98,9 +103,12 @@ fi
 echo
 printf '%-26s %12s %12s %10s %8s   %s\n' "limit_per_peer, batch size" "without" "with" "extra" \
     "ratio" "(min..max without; with)"
-for size in 1 4 100; do
-    read -r without wlo whi < <(per_conn tk_listen "$size" 100)
-    read -r with lo hi < <(per_conn tk_listen_per_peer "$size" 100)
-    awk -v s="$size" -v a="$without" -v b="$with" -v r="($wlo..$whi; $lo..$hi)" \
-        'BEGIN { printf "%-26d %12.1f %12.1f %10.1f %8.3f   %s\n", s, a, b, b - a, b / a, r }'
+for rows in "1 100" "4 100" "100 100" "100 0"; do
+    read -r size peers <<<"$rows"
+    read -r without wlo whi < <(per_conn tk_listen "$size" "$peers" 5)
+    read -r with lo hi < <(per_conn tk_listen_per_peer "$size" "$peers" 5)
+    label="$size"
+    [ "$peers" = 0 ] && label="$size, all peers new"
+    awk -v s="$label" -v a="$without" -v b="$with" -v r="($wlo..$whi; $lo..$hi)" \
+        'BEGIN { printf "%-26s %12.1f %12.1f %10.1f %8.3f   %s\n", s, a, b, b - a, b / a, r }'
 done
