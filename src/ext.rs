@@ -315,9 +315,9 @@ pub trait ListenExt: Stream {
     ///
     /// **Cost in time**: a connection is let through under the table's lock,
     /// taken once per accepted connection and otherwise only by
-    /// [`PeerStats`](crate::PeerStats) readings: a multiply-shift hash with
-    /// random multipliers per stream (much cheaper than the standard
-    /// SipHash; the randomness keeps a client with many addresses from aiming
+    /// [`PeerStats`](crate::PeerStats) readings: a folded multiply with
+    /// random seeds per stream for the hash (much cheaper than the standard
+    /// SipHash; the seeds keep a client with many addresses from aiming
     /// collisions at it) and a linear probe. A connection gives its place
     /// back by dropping its reference to the peer's entry: one atomic
     /// decrement, without the lock or a lookup, on whichever thread drops
