@@ -298,20 +298,23 @@ pub trait ListenExt: Stream {
     ///
     /// **Memory** follows the connections held, not the peers ever seen.
     /// Each peer holding connections has an entry in a shared table (its key
-    /// in an `Arc`, 48 bytes with the allocator's) pointed to by an 8-byte
-    /// bucket and by each of its `PeerConnection`s, which add those 8 bytes
-    /// to the socket. A peer whose last connection is dropped holds nothing
-    /// at once; its entry stays, so that a client coming back finds it, until
-    /// a new peer makes more than half the buckets used. Then the table is
-    /// rebuilt with only the peers holding connections, keeps up to half its
-    /// buckets' worth of idle entries for the next new peers (so that they
-    /// don't allocate), and is resized to four times the peers kept if they
-    /// need more than a quarter of it or less than a sixteenth, never below
-    /// 1024 buckets. So the table takes at most 56 KiB (1024 buckets and
-    /// entries) until more than 256 peers hold connections at once, and
-    /// beyond that at most 16 buckets and entries, about 900 bytes, per peer
-    /// holding connections when it was last rebuilt: bounded by the most
-    /// connections held at once.
+    /// in an `Arc`, about 48 bytes with the allocator's header) pointed to
+    /// by an 8-byte bucket and by each of its `PeerConnection`s, which add
+    /// those 8 bytes to the socket. A peer whose last connection is dropped
+    /// holds nothing at once; its entry stays, so that a client coming back
+    /// finds it, until a new peer makes more than half the buckets used.
+    /// Then the table is rebuilt with only the peers holding connections,
+    /// keeps up to half its buckets' worth of idle entries for the next new
+    /// peers (so that they don't allocate), and is resized to four times the
+    /// peers kept if they need more than a quarter of it or less than a
+    /// sixteenth, never below 1024 buckets. So the table takes about 64 KiB
+    /// at most (1024 buckets and entries, and the lists of the entries set
+    /// aside) until more than 256 peers hold connections at once, and beyond
+    /// that at most 16 buckets and entries, about 1 KiB, per peer holding
+    /// connections when it was last rebuilt: bounded by the most connections
+    /// held at once. After a peak, the memory is given back at the next
+    /// rebuild, after at most half the buckets' worth of new peers; peers
+    /// that only come back don't rebuild the table.
     ///
     /// **Cost in time**: a connection is let through under the table's lock,
     /// taken once per accepted connection and otherwise only by

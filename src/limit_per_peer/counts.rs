@@ -17,12 +17,6 @@ use super::key::{PeerHash, PeerKey, SharedKey};
 /// else clones them), so a count it reads can only have gone down since.
 pub(super) type Share = Arc<SharedKey>;
 
-/// The connections `entry` stands for.
-#[inline]
-fn held(entry: &Share) -> usize {
-    Arc::strong_count(entry) - 1
-}
-
 /// The peers' entries in an open-addressing table with linear probing, and
 /// the counters only the stream writes.
 ///
@@ -36,9 +30,9 @@ fn held(entry: &Share) -> usize {
 /// `FIRST_CAPACITY`) when they need more than a quarter of it or less than
 /// a sixteenth. So a table has at most sixteen buckets (8 bytes each) and
 /// sixteen entries per peer that held connections at its last rebuild, or
-/// `FIRST_CAPACITY` of each, and a rebuild comes only after a quarter of
-/// its buckets took new peers: its cost is amortised over as many
-/// connections as the entries it moves.
+/// `FIRST_CAPACITY` of each; and a rebuild, which goes through every
+/// bucket, comes only after at least a quarter of the buckets took new
+/// peers, so its cost is spread over those new peers' connections.
 ///
 /// Written here rather than as a `HashMap<PeerKey, Share>` for the bulk
 /// drop of idle entries at a rebuild and for a lookup of a few instructions
@@ -120,8 +114,8 @@ impl Counts {
     }
 
     /// Puts the entries of peers holding connections back into the table,
-    /// resized if they need four times as many buckets or sixteen times
-    /// fewer, and the others among the spares.
+    /// resized if they would use more than a quarter of its buckets or less
+    /// than a sixteenth, and the others among the spares.
     #[cold]
     fn rebuild(&mut self) {
         let mut moving = std::mem::take(&mut self.moving);
@@ -195,6 +189,12 @@ impl Counts {
     fn home(&self, key: PeerKey) -> usize {
         (self.hash.hash(key) >> self.shift) as usize
     }
+}
+
+/// The connections `entry` stands for.
+#[inline]
+fn held(entry: &Share) -> usize {
+    Arc::strong_count(entry) - 1
 }
 
 fn empty_buckets(capacity: usize) -> Box<[Option<Share>]> {

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A peer: its IPv6 address, or the IPv4-mapped IPv6 form of its IPv4
 /// address, with the bits beyond the prefix cleared.
 ///
-/// Two `u64`s rather than a `u128`, which is 16-byte aligned and would make
-/// every [`PeerConnection`](crate::PeerConnection) 16-byte aligned, and larger
-/// by the padding.
+/// Two `u64`s rather than a `u128`: the table's entries keep a key in two
+/// `AtomicU64`s ([`SharedKey`]; there is no stable 128-bit atomic), and the
+/// IPv4 keys, the common case, differ in the low half only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct PeerKey {
     high: u64,
@@ -161,9 +161,9 @@ fn high_bits(bits: u8) -> u128 {
 /// each with a random seed drawn per table xored in (the 128-bit product's
 /// halves xored), times [`FIBONACCI`]; the table takes the top bits.
 ///
-/// Why not the standard `RandomState` (SipHash-1-3): under callgrind one
-/// SipHash of a key cost about as much as the rest of a table lookup; this
-/// one is a few instructions. Why not a plain multiply-shift (each half
+/// Why not the standard `RandomState` (SipHash-1-3): its rounds, made to
+/// resist hash flooding, take tens of instructions per key, more than the
+/// rest of a table lookup; this one is a few. Why not a plain multiply-shift (each half
 /// times a random odd multiplier, summed), a few instructions cheaper: about
 /// one multiplier in a thousand (`1 << 40 | 1`, or one near a fraction of
 /// 2^64 with a small denominator) puts neighbouring addresses, 127.0.0.2,
@@ -173,8 +173,9 @@ fn high_bits(bits: u8) -> u128 {
 /// with many addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim
 /// collisions at a fixed hash. Random seeds give it no fixed target, though
 /// not a cryptographic guarantee like SipHash's; and since the table holds
-/// at most a few entries per connection held (at most what
-/// [`listen(n)`](crate::ListenExt::listen) runs, plus those on their way to
+/// at most 16 entries per peer holding connections at its last rebuild
+/// (peers bounded by the connections held, at most what
+/// [`listen(n)`](crate::ListenExt::listen) runs plus those on their way to
 /// it), even a table of collisions would cost a scan of that many keys, not
 /// of every peer ever seen.
 #[derive(Clone, Copy, Debug)]

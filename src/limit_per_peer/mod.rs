@@ -94,7 +94,10 @@ impl<S> LimitPerPeer<S> {
     /// `56` or `48` to group whole subscribers (at the cost of treating a
     /// site's hosts as one peer), `128` for one peer per address.
     /// IPv4-mapped addresses are not affected: they follow
-    /// [`ipv4_prefix`](LimitPerPeer::ipv4_prefix).
+    /// [`ipv4_prefix`](LimitPerPeer::ipv4_prefix). Behind a NAT64 or SIIT
+    /// translator, IPv4 clients arrive as addresses in one `/96`
+    /// (`64:ff9b::/96` or the site's own), so all of them are one peer by
+    /// default; `128` counts them by address again.
     ///
     /// # Panics
     ///
@@ -184,7 +187,7 @@ where
     fn poll(&mut self) -> Poll<Option<Self::Item>, S::Error> {
         for _ in 0..POLL_BUDGET {
             // A `match` rather than `?`, and the pair taken apart only once
-            // it has its place: each saves a move of the whole connection
+            // it has its place: each saves moves of the connection
             // (`benches/README.md`, section `callgrind`).
             let accepted = match self.stream.poll() {
                 Ok(Async::Ready(Some(accepted))) => accepted,

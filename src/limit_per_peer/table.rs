@@ -112,11 +112,12 @@ impl fmt::Debug for PeerStats {
 ///
 /// A `Mutex` rather than an `Rc<RefCell<..>>` because the counters may be
 /// read on any thread. `parking_lot`'s rather than the standard one because
-/// it has no poisoning to check on each lock and unlock: 11 instructions per
-/// connection fewer under callgrind, and `parking_lot` 0.9 is in the
-/// dependency graph already (tokio-core's reactor uses it). Nothing under
-/// the lock panics (it indexes within bounds and only allocates), so there
-/// is nothing a poison flag would protect.
+/// it has no poisoning to check on each lock and unlock (fewer instructions
+/// per connection: `benches/README.md`, section `callgrind`), and
+/// `parking_lot` 0.9 is in the dependency graph already (tokio-core's
+/// reactor uses it). Nothing under the lock panics (it indexes within
+/// bounds and only allocates), so there is nothing a poison flag would
+/// protect.
 pub(super) struct PeerTable {
     max_per_peer: usize,
     counts: Mutex<Counts>,
