@@ -332,7 +332,7 @@ fn a_connection_dropped_on_another_thread_releases_its_slot() {
 }
 
 #[test]
-fn thousands_of_peers_released_on_four_threads_leave_the_table_empty() {
+fn thousands_of_peers_released_on_four_threads_leave_no_peer_counted() {
     let listener = Listener::default();
     let limited = listener.clone().limit_per_peer(2);
     let stats = limited.stats();

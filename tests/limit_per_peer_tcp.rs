@@ -115,7 +115,7 @@ fn closing_a_connection_lets_the_next_one_from_that_peer_in() {
     assert_eq!(
         (stats.peers(), stats.connections()),
         (0, 0),
-        "the entry is gone"
+        "the peer holds nothing, so no peer is counted"
     );
     let mut second = connect_from(2, server.addr);
     assert!(let_through(&mut second), "the slot was released");
