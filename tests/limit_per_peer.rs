@@ -604,6 +604,28 @@ fn into_inner_releases_the_slot_and_keeps_the_socket_open() {
     assert_eq!(listener.closed(), [0]);
 }
 
+// 64-bit only: on 32 bits the slot is a 4-byte pointer.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_peer_connection_is_8_bytes_larger_than_its_socket() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<PeerConnection<()>>(), 8);
+    assert_eq!(
+        size_of::<PeerConnection<[u64; 6]>>(),
+        size_of::<[u64; 6]>() + 8
+    );
+    assert_eq!(size_of::<PeerConnection<Socket>>(), size_of::<Socket>() + 8);
+    assert_eq!(
+        size_of::<PeerConnection<tokio_core::net::TcpStream>>(),
+        size_of::<tokio_core::net::TcpStream>() + 8
+    );
+    assert_eq!(
+        size_of::<Option<PeerConnection<[u64; 6]>>>(),
+        size_of::<[u64; 6]>() + 8,
+        "the slot's pointer is never null, so an `Option` costs nothing"
+    );
+}
+
 #[test]
 #[should_panic(expected = "limit_per_peer(0) would close every connection")]
 fn a_cap_of_zero_panics_at_once() {
