@@ -8,8 +8,9 @@ mod support;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::Cursor;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -18,7 +19,7 @@ use futures::{Async, Future, Poll, Stream};
 use proptest::prelude::*;
 use tk_listen::{LimitPerPeer, ListenExt, PeerConnection};
 
-use support::{poll_stream_once, spawn, CountingNotify};
+use support::{poll_stream_once, spawn, CountingNotify, GENEROUS};
 
 /// A socket stand-in that records when it is closed (dropped).
 #[derive(Debug)]
@@ -49,6 +50,11 @@ struct Listener(Rc<RefCell<Backlog>>);
 impl Listener {
     /// A client from `addr` waits to be accepted; returns its socket's id.
     fn connect(&self, addr: &str) -> usize {
+        self.connect_from(addr.parse().expect("a socket address"))
+    }
+
+    /// The same from an address already parsed.
+    fn connect_from(&self, addr: SocketAddr) -> usize {
         let mut backlog = self.0.borrow_mut();
         let id = backlog.next_id;
         backlog.next_id += 1;
@@ -56,9 +62,13 @@ impl Listener {
             id,
             closed: backlog.closed.clone(),
         };
-        let addr = addr.parse().expect("a socket address");
         backlog.queue.push_back(Ok((socket, addr)));
         id
+    }
+
+    /// How many clients connected so far.
+    fn connected(&self) -> usize {
+        self.0.borrow().next_id
     }
 
     fn fail(&self, error: &'static str) {
@@ -332,7 +342,7 @@ fn a_connection_dropped_on_another_thread_releases_its_slot() {
 }
 
 #[test]
-fn thousands_of_peers_released_on_four_threads_leave_the_table_empty() {
+fn thousands_of_peers_released_on_four_threads_leave_no_peer_counted() {
     let listener = Listener::default();
     let limited = listener.clone().limit_per_peer(2);
     let stats = limited.stats();
@@ -370,6 +380,215 @@ fn thousands_of_peers_released_on_four_threads_leave_the_table_empty() {
     assert_eq!(drain(&mut limited, &listener).len(), 2);
 }
 
+/// The cap of the stress test below, and its new peers: enough for its
+/// table (2048 or 4096 buckets, with some `HELD_FOR` peers holding
+/// connections) to be rebuilt more than a dozen times, each rebuild setting
+/// idle entries aside for the next new peers to take over under their own
+/// keys.
+const STRESS_CAP: usize = 2;
+const NEW_PEERS: usize = 24_000;
+/// How many new peers later the stream thread hands over a peer's last
+/// connection: it holds one connection of this many peers across rebuilds.
+const HELD_FOR: usize = 300;
+/// How many new peers later a peer comes back once more, long gone by then.
+const GONE_FOR: usize = 5_000;
+/// Threads dropping the connections let through.
+const DROPPERS: usize = 3;
+/// More than the stress test ever offers (each peer offers up to
+/// `STRESS_CAP + 1` connections three times), to bound the droppers' loops.
+const OFFERS_AT_MOST: usize = 3 * NEW_PEERS * (STRESS_CAP + 1) + 100;
+
+/// The address of the `n`th peer of the stress test with `host` in the
+/// bits beyond its prefix (the port for IPv4), and the peer it counts as:
+/// even ones are IPv4 addresses in 10.0.0.0/8, odd ones IPv6 /64s.
+fn stress_peer(n: usize, host: u16) -> (SocketAddr, IpAddr) {
+    assert!(n < 1 << 24, "peer {n} doesn't fit in 10.0.0.0/8");
+    if n.is_multiple_of(2) {
+        let ip = Ipv4Addr::from(0x0a00_0000 | n as u32);
+        (SocketAddr::from((ip, 1000 + host)), IpAddr::V4(ip))
+    } else {
+        let (high, low) = ((n >> 16) as u16, n as u16);
+        let ip = Ipv6Addr::new(0x2001, 0xdb8, high, low, host, 0, 0, 1);
+        let peer = Ipv6Addr::new(0x2001, 0xdb8, high, low, 0, 0, 0, 0);
+        (SocketAddr::from((ip, 1000)), IpAddr::V6(peer))
+    }
+}
+
+/// Offers connections from the `n`th stress peer one at a time until one is
+/// closed over the cap; the ones let through, held. Fails if more than the
+/// cap are let through.
+fn offer_until_closed(
+    limited: &mut Spawn<LimitPerPeer<Listener>>,
+    listener: &Listener,
+    n: usize,
+    round: u16,
+) -> Vec<Accepted> {
+    let mut held = Vec::new();
+    for offer in 0..=STRESS_CAP as u16 {
+        let (addr, peer) = stress_peer(n, round * 8 + offer);
+        let id = listener.connect_from(addr);
+        match next(limited) {
+            Some(accepted) => {
+                assert_eq!(accepted.0.id, id, "the connection just offered");
+                held.push(accepted);
+            }
+            None => return held,
+        }
+        assert!(
+            held.len() <= STRESS_CAP,
+            "{} connections of {peer} held at once, over the cap of {STRESS_CAP}",
+            held.len()
+        );
+    }
+    unreachable!("the loop returns or fails by the last offer")
+}
+
+/// Threads that check each connection handed to them still counts against
+/// its peer, then drop it.
+struct Droppers {
+    senders: Vec<mpsc::Sender<(Accepted, IpAddr)>>,
+    threads: Vec<thread::JoinHandle<()>>,
+    done: mpsc::Receiver<Result<usize, String>>,
+    turn: usize,
+}
+
+impl Droppers {
+    fn start() -> Droppers {
+        let (done_tx, done) = mpsc::channel();
+        let (senders, threads) = (0..DROPPERS)
+            .map(|_| {
+                let (sender, connections) = mpsc::channel::<(Accepted, IpAddr)>();
+                let done = done_tx.clone();
+                let thread = thread::spawn(move || {
+                    let _ = done.send(drop_all(connections));
+                });
+                (sender, thread)
+            })
+            .unzip();
+        Droppers {
+            senders,
+            threads,
+            done,
+            turn: 0,
+        }
+    }
+
+    /// Hands `accepted`, which counts against `peer`, to the next thread.
+    fn hand_over(&mut self, accepted: Accepted, peer: IpAddr) {
+        self.senders[self.turn % DROPPERS]
+            .send((accepted, peer))
+            .expect("a dropping thread stopped early");
+        self.turn += 1;
+    }
+
+    /// Waits for the threads to drop all they were handed; how many that was,
+    /// or the first connection that counted against another peer.
+    fn finish(self) -> Result<usize, String> {
+        drop(self.senders);
+        let mut dropped = 0;
+        let mut first_wrong = None;
+        for _ in 0..DROPPERS {
+            match self.done.recv_timeout(GENEROUS) {
+                Ok(Ok(n)) => dropped += n,
+                Ok(Err(wrong)) => first_wrong = first_wrong.or(Some(wrong)),
+                Err(_) => panic!("a dropping thread did not finish in time"),
+            }
+        }
+        for thread in self.threads {
+            thread.join().expect("a dropping thread panicked");
+        }
+        first_wrong.map_or(Ok(dropped), Err)
+    }
+}
+
+/// A dropping thread: drops every connection it receives until the channel
+/// is closed, after checking it still counts against the peer it came from.
+fn drop_all(connections: mpsc::Receiver<(Accepted, IpAddr)>) -> Result<usize, String> {
+    let mut first_wrong = None;
+    for dropped in 0..=OFFERS_AT_MOST {
+        let ((connection, addr), peer) = match connections.recv_timeout(GENEROUS) {
+            Ok(received) => received,
+            Err(RecvTimeoutError::Disconnected) => {
+                return first_wrong.map_or(Ok(dropped), Err);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(format!("nothing received in {GENEROUS:?}"));
+            }
+        };
+        // Dropped in any case, for the stream thread to carry on.
+        if connection.peer() != peer && first_wrong.is_none() {
+            first_wrong = Some(format!(
+                "the connection from {addr} counts against {}, not {peer}",
+                connection.peer()
+            ));
+        }
+        drop(connection);
+    }
+    Err(format!("more than {OFFERS_AT_MOST} connections received"))
+}
+
+#[test]
+fn tens_of_thousands_of_peers_never_exceed_their_cap_while_three_threads_drop_their_connections() {
+    let listener = Listener::default();
+    let limited = listener.clone().limit_per_peer(STRESS_CAP);
+    let stats = limited.stats();
+    let mut limited = spawn(limited);
+    let mut droppers = Droppers::start();
+    let mut held = VecDeque::with_capacity(HELD_FOR + 1);
+    for n in 0..NEW_PEERS {
+        // A new peer: its first connections are let through, the next is
+        // closed while the stream thread holds them.
+        let (_, peer) = stress_peer(n, 0);
+        let mut new = offer_until_closed(&mut limited, &listener, n, 0);
+        assert_eq!(new.len(), STRESS_CAP, "a new peer {peer} is let through");
+        assert_eq!(stats.connections_of(peer), STRESS_CAP);
+        held.push_back((new.pop().unwrap(), peer));
+        for accepted in new {
+            droppers.hand_over(accepted, peer);
+        }
+
+        // A peer that held one connection across rebuilds still counts it,
+        // while the threads drop its others or not yet.
+        if held.len() > HELD_FOR {
+            let (accepted, peer) = held.pop_front().unwrap();
+            assert_eq!(accepted.0.peer(), peer, "a held connection keeps its peer");
+            let back = offer_until_closed(&mut limited, &listener, n - HELD_FOR, 1);
+            assert!(
+                back.len() < STRESS_CAP,
+                "{peer} holds one connection and was let through {} more",
+                back.len()
+            );
+            droppers.hand_over(accepted, peer);
+            for accepted in back {
+                droppers.hand_over(accepted, peer);
+            }
+        }
+
+        // A peer long gone (its entry idle, a spare or another peer's by
+        // now) comes back.
+        if n >= GONE_FOR && n.is_multiple_of(7) {
+            let (_, peer) = stress_peer(n - GONE_FOR, 0);
+            for accepted in offer_until_closed(&mut limited, &listener, n - GONE_FOR, 2) {
+                droppers.hand_over(accepted, peer);
+            }
+        }
+    }
+    for (accepted, peer) in held {
+        droppers.hand_over(accepted, peer);
+    }
+    let dropped = droppers.finish().expect("every connection kept its peer");
+
+    assert_eq!((stats.peers(), stats.connections()), (0, 0));
+    assert_eq!(stats.accepted(), dropped as u64);
+    let offered = listener.connected();
+    assert!(offered > NEW_PEERS * (STRESS_CAP + 1), "{offered} offered");
+    assert_eq!(stats.accepted() + stats.rejected(), offered as u64);
+    assert_eq!(listener.closed().len(), offered, "every socket closed once");
+    // The first peer comes back to a table that went through it all.
+    let again = offer_until_closed(&mut limited, &listener, 0, 3);
+    assert_eq!(again.len(), STRESS_CAP);
+}
+
 #[test]
 fn into_inner_releases_the_slot_and_keeps_the_socket_open() {
     let listener = Listener::default();
@@ -383,6 +602,28 @@ fn into_inner_releases_the_slot_and_keeps_the_socket_open() {
     assert!(listener.closed().is_empty());
     drop(socket);
     assert_eq!(listener.closed(), [0]);
+}
+
+// 64-bit only: on 32 bits the slot is a 4-byte pointer.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_peer_connection_is_8_bytes_larger_than_its_socket() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<PeerConnection<()>>(), 8);
+    assert_eq!(
+        size_of::<PeerConnection<[u64; 6]>>(),
+        size_of::<[u64; 6]>() + 8
+    );
+    assert_eq!(size_of::<PeerConnection<Socket>>(), size_of::<Socket>() + 8);
+    assert_eq!(
+        size_of::<PeerConnection<tokio_core::net::TcpStream>>(),
+        size_of::<tokio_core::net::TcpStream>() + 8
+    );
+    assert_eq!(
+        size_of::<Option<PeerConnection<[u64; 6]>>>(),
+        size_of::<[u64; 6]>() + 8,
+        "the slot's pointer is never null, so an `Option` costs nothing"
+    );
 }
 
 #[test]
