@@ -163,11 +163,11 @@ fn high_bits(bits: u8) -> u128 {
 ///
 /// Why not the standard `RandomState` (SipHash-1-3): its rounds, made to
 /// resist hash flooding, take tens of instructions per key, more than the
-/// rest of a table lookup; this one is a few. Why not a plain multiply-shift (each half
-/// times a random odd multiplier, summed), a few instructions cheaper: about
-/// one multiplier in a thousand (`1 << 40 | 1`, or one near a fraction of
-/// 2^64 with a small denominator) puts neighbouring addresses, 127.0.0.2,
-/// 127.0.0.3, ..., into one long run, and the fold has no such multipliers
+/// rest of a table lookup; this one is a few. Why not a plain
+/// multiply-shift (each half times a random odd multiplier, summed), a few
+/// instructions cheaper: about one multiplier in a thousand (`1 << 40 | 1`,
+/// or one near a fraction of 2^64 with a small denominator) puts
+/// neighbouring addresses, 127.0.0.2, 127.0.0.3, ..., into one long run, and the fold has no such multipliers
 /// (the unit test `neighbouring_addresses_spread_over_the_table_whatever_the_seeds`
 /// tries them). Why seeds at all: the keys are client addresses, so a client
 /// with many addresses (a whole IPv6 `/48` holds 65 536 `/64`s) could aim
