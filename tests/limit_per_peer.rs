@@ -657,6 +657,100 @@ fn a_peer_connection_reads_and_writes_like_its_socket() {
     assert_eq!(stats.connections(), 0);
 }
 
+/// A socket stand-in that records which of its methods are called, so that
+/// a call a wrapper doesn't forward (and leaves to the trait's default,
+/// which calls another method) shows.
+#[derive(Debug, Default)]
+struct Recorder {
+    calls: Vec<&'static str>,
+}
+
+impl Recorder {
+    fn record(&mut self, call: &'static str) -> usize {
+        self.calls.push(call);
+        1
+    }
+}
+
+impl std::io::Read for Recorder {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Ok(self.record("read"))
+    }
+}
+
+impl std::io::Write for Recorder {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Ok(self.record("write"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.record("flush");
+        Ok(())
+    }
+}
+
+impl tokio_io::AsyncRead for Recorder {
+    fn poll_read(&mut self, _: &mut [u8]) -> Poll<usize, std::io::Error> {
+        Ok(Async::Ready(self.record("poll_read")))
+    }
+}
+
+impl tokio_io::AsyncWrite for Recorder {
+    fn poll_write(&mut self, _: &[u8]) -> Poll<usize, std::io::Error> {
+        Ok(Async::Ready(self.record("poll_write")))
+    }
+
+    fn poll_flush(&mut self) -> Poll<(), std::io::Error> {
+        self.record("poll_flush");
+        Ok(Async::Ready(()))
+    }
+
+    fn shutdown(&mut self) -> Poll<(), std::io::Error> {
+        self.record("shutdown");
+        Ok(Async::Ready(()))
+    }
+}
+
+#[test]
+fn a_peer_connection_forwards_every_io_call_to_its_socket() {
+    use std::io::{Read, Write};
+    use tokio_io::{AsyncRead, AsyncWrite};
+
+    let client: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+    let accepts = futures::stream::iter_ok::<_, ()>(vec![(Recorder::default(), client)]);
+    let (mut connection, _) = accepts.limit_per_peer(1).wait().next().unwrap().unwrap();
+    let mut buf = [0; 4];
+    connection.read(&mut buf).unwrap();
+    connection.write(b"x").unwrap();
+    connection.flush().unwrap();
+    connection.poll_read(&mut buf).unwrap();
+    connection.poll_write(b"x").unwrap();
+    connection.poll_flush().unwrap();
+    connection.shutdown().unwrap();
+    assert_eq!(
+        connection.calls,
+        [
+            "read",
+            "write",
+            "flush",
+            "poll_read",
+            "poll_write",
+            "poll_flush",
+            "shutdown"
+        ]
+    );
+}
+
+#[test]
+fn a_connection_from_an_ipv4_mapped_address_counts_against_the_ipv4_peer() {
+    let listener = Listener::default();
+    let mut limited = spawn(listener.clone().limit_per_peer(1));
+    listener.connect("[::ffff:192.0.2.1]:1000");
+    let held = drain(&mut limited, &listener);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].0.peer(), IpAddr::from([192, 0, 2, 1]));
+}
+
 #[test]
 fn the_debug_output_names_the_peer_and_the_counters() {
     let listener = Listener::default();

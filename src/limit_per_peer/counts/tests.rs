@@ -463,3 +463,55 @@ proptest! {
         prop_assert!((0..PEERS).all(|n| counts.count_of(peer(n)) == 0));
     }
 }
+
+#[test]
+fn a_rebuild_comes_with_the_first_new_peer_past_half_the_buckets() {
+    let mut counts = Counts::new(PeerHash::random());
+    let half = FIRST_CAPACITY / 2;
+    // Peers that come and go keep their entries until then.
+    for n in 0..half as u32 {
+        drop(counts.acquire(ipv4(n), 1).unwrap());
+    }
+    assert_eq!((counts.used, counts.spare.len()), (half, 0));
+    assert!((0..half as u32).all(|n| bucket_of(&counts, ipv4(n)).is_some()));
+    // The next one makes more than half the buckets used: only its own
+    // entry, held, stays in the table, the idle ones are set aside.
+    let last = counts.acquire(ipv4(half as u32), 1).unwrap();
+    assert_eq!((counts.used, counts.spare.len()), (1, half));
+    assert_eq!(
+        bucket_of(&counts, last.get()),
+        Some(counts.home(last.get()))
+    );
+    assert_sound(&counts);
+}
+
+#[test]
+fn a_rebuild_keeps_the_size_of_a_table_a_sixteenth_full_or_more() {
+    let mut counts = Counts::new(PeerHash::random());
+    let mut held: Vec<_> = (0..FIRST_CAPACITY as u32)
+        .map(|n| counts.acquire(ipv4(n), 1).unwrap())
+        .collect();
+    let grown = counts.buckets.len();
+    assert!(grown > FIRST_CAPACITY, "{grown} buckets");
+    // Between a sixteenth and an eighth of the buckets' worth of peers keep
+    // their connections; new peers come and go until the next rebuild.
+    let kept = grown / 16 + grown / 32;
+    held.truncate(kept);
+    let mut rebuilt = false;
+    for n in 0..grown {
+        let used = counts.used;
+        drop(counts.acquire(ipv6(n as u128 + 1), 1));
+        if counts.used < used {
+            rebuilt = true;
+            break;
+        }
+    }
+    assert!(rebuilt, "no rebuild after {grown} new peers");
+    assert_eq!(
+        counts.buckets.len(),
+        grown,
+        "{kept} peers holding connections"
+    );
+    assert_eq!(counts.peers(), kept);
+    assert_sound(&counts);
+}
