@@ -720,13 +720,13 @@ fn a_peer_connection_forwards_every_io_call_to_its_socket() {
     let accepts = futures::stream::iter_ok::<_, ()>(vec![(Recorder::default(), client)]);
     let (mut connection, _) = accepts.limit_per_peer(1).wait().next().unwrap().unwrap();
     let mut buf = [0; 4];
-    connection.read(&mut buf).unwrap();
-    connection.write(b"x").unwrap();
+    assert_eq!(connection.read(&mut buf).unwrap(), 1);
+    assert_eq!(connection.write(b"x").unwrap(), 1);
     connection.flush().unwrap();
-    connection.poll_read(&mut buf).unwrap();
-    connection.poll_write(b"x").unwrap();
-    connection.poll_flush().unwrap();
-    connection.shutdown().unwrap();
+    assert_eq!(connection.poll_read(&mut buf).unwrap(), Async::Ready(1));
+    assert_eq!(connection.poll_write(b"x").unwrap(), Async::Ready(1));
+    assert_eq!(connection.poll_flush().unwrap(), Async::Ready(()));
+    assert_eq!(connection.shutdown().unwrap(), Async::Ready(()));
     assert_eq!(
         connection.calls,
         [
