@@ -201,12 +201,7 @@ where
                     let (socket, addr) = accepted;
                     return Ok(Async::Ready(Some((connection::new(socket, slot), addr))));
                 }
-                None => reject(
-                    accepted.0,
-                    accepted.1,
-                    key.addr(),
-                    self.table.max_per_peer(),
-                ),
+                None => reject(accepted, key.addr(), self.table.max_per_peer()),
             }
         }
         Ok(yield_to_other_tasks())
@@ -228,7 +223,7 @@ impl<S: fmt::Debug> fmt::Debug for LimitPerPeer<S> {
 /// every connection is kept short).
 #[cold]
 #[inline(never)]
-fn reject<T>(socket: T, addr: SocketAddr, peer: IpAddr, max_per_peer: usize) {
+fn reject<T>((socket, addr): (T, SocketAddr), peer: IpAddr, max_per_peer: usize) {
     debug!(
         "connection from {} closed: its peer {} already holds {} connections",
         addr, peer, max_per_peer
