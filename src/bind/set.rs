@@ -41,7 +41,10 @@ enum State<L> {
         local: SocketAddr,
     },
     /// Binding failed `failures` times; the next try is due at `due`.
-    Retrying { due: Instant, failures: u32 },
+    Retrying {
+        due: Instant,
+        failures: u32,
+    },
 }
 
 impl<L> AddressSet<L> {
@@ -193,9 +196,11 @@ impl<L> AddressSet<L> {
 pub(super) struct Yield;
 
 impl<L> Entry<L> {
+    /// Closes the listener, then logs that it is closed.
     fn close(self) {
         match self.state {
-            State::Listening { local, .. } => {
+            State::Listening { listener, local } => {
+                drop(listener);
                 info!(
                     "stopped listening on {} (requested {})",
                     local, self.requested

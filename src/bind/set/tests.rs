@@ -20,7 +20,9 @@ struct Probe {
 
 impl Drop for Probe {
     fn drop(&mut self) {
-        self.journal.borrow_mut().push(format!("close {}", self.addr));
+        self.journal
+            .borrow_mut()
+            .push(format!("close {}", self.addr));
     }
 }
 
@@ -165,7 +167,9 @@ fn a_removed_address_that_waits_for_a_retry_is_not_retried() {
 fn accept_from(set: &mut AddressSet<Probe>, ready: &[u16], asked: &mut Vec<u16>) -> Option<u16> {
     set.next_ready(|probe| {
         asked.push(probe.addr.port());
-        ready.contains(&probe.addr.port()).then_some(probe.addr.port())
+        ready
+            .contains(&probe.addr.port())
+            .then_some(probe.addr.port())
     })
     .expect("within the budget")
 }
