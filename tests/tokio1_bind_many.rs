@@ -275,6 +275,7 @@ fn a_reload_takes_effect_while_the_only_connection_slot_is_taken() {
         wait_listening(added);
         assert_refused(removed);
         let applied = reloaded.elapsed();
+        println!("{:?}: reload applied and checked in {:?}", flavour, applied);
         // The handshake completes in the kernel: the client waits in the
         // backlog of the added address while the held connection goes on.
         let waiting = net::TcpStream::connect_timeout(&added, GENEROUS)

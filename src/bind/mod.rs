@@ -29,6 +29,10 @@ pub(crate) mod tokio1;
 /// [`sleep_on_error`](crate::ListenExt::sleep_on_error) and
 /// [`listen`](crate::ListenExt::listen) the same way.
 ///
+/// The sections below (reloads, bind failures, fairness) hold for
+/// `tk_listen::tokio1::BindMany` too (feature `tokio1`), which is made of the
+/// same code; its docs list the few differences.
+///
 /// # Reloads
 ///
 /// Each list from the address stream replaces the set of addresses:
