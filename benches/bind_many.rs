@@ -15,7 +15,8 @@ use futures::{future, stream, Future, Stream};
 use tokio_core::reactor::Core;
 
 const BATCH: usize = 100;
-const USAGE: &str = "usage: bind_many core_incoming|core_bind_many|tokio1_incoming|tokio1_bind_many BATCHES";
+const USAGE: &str =
+    "usage: bind_many core_incoming|core_bind_many|tokio1_incoming|tokio1_bind_many BATCHES";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,8 +72,8 @@ where
 
 fn core_bind_many(batches: usize) {
     let mut core = Core::new().unwrap();
-    let addresses = stream::iter_ok::<_, ()>(vec![vec![any_port()]])
-        .chain(future::empty().into_stream());
+    let addresses =
+        stream::iter_ok::<_, ()>(vec![vec![any_port()]]).chain(future::empty().into_stream());
     let mut listeners = tk_listen::BindMany::new(addresses, &core.handle());
     let addr = core
         .run(future::poll_fn(|| {
@@ -83,7 +84,9 @@ fn core_bind_many(batches: usize) {
             })
         }))
         .unwrap();
-    run_batches(addr, batches, || serve_batch_core(&mut core, &mut listeners));
+    run_batches(addr, batches, || {
+        serve_batch_core(&mut core, &mut listeners)
+    });
 }
 
 fn tokio1_runtime() -> tokio::runtime::Runtime {
@@ -101,7 +104,9 @@ fn tokio1_incoming(batches: usize) {
     };
     let addr = listener.local_addr().unwrap();
     let mut incoming = tk_listen::tokio1::incoming(listener);
-    run_batches(addr, batches, || serve_batch_tokio1(&runtime, &mut incoming));
+    run_batches(addr, batches, || {
+        serve_batch_tokio1(&runtime, &mut incoming)
+    });
 }
 
 #[inline(never)]
@@ -124,12 +129,15 @@ fn tokio1_bind_many(batches: usize) {
     let mut listeners = tk_listen::tokio1::BindMany::new(addresses);
     let addr = runtime.block_on(async {
         loop {
-            let polled = tokio::time::timeout(std::time::Duration::from_millis(1), listeners.next());
+            let polled =
+                tokio::time::timeout(std::time::Duration::from_millis(1), listeners.next());
             assert!(polled.await.is_err(), "no client yet");
             if let Some(&addr) = listeners.local_addrs().first() {
                 return addr;
             }
         }
     });
-    run_batches(addr, batches, || serve_batch_tokio1(&runtime, &mut listeners));
+    run_batches(addr, batches, || {
+        serve_batch_tokio1(&runtime, &mut listeners)
+    });
 }

@@ -52,6 +52,8 @@ use crate::tokio1::{bind_with_backlog, DEFAULT_BACKLOG};
 ///   socket options) and a backlog of 1024 unless [`backlog`](BindMany::backlog)
 ///   says otherwise.
 /// * An `accept()` error is yielded as an `Err` item, for `sleep_on_error`.
+/// * There is no `get_ref`, `get_mut` or `into_inner`: the address stream
+///   belongs to the task.
 ///
 /// # Panics
 ///
@@ -332,7 +334,11 @@ where
             info!("address stream ended; closing all listeners");
             shared.ended = true;
             shared.set.clear();
-            wake(&shared.accept_waker);
+            let accept = shared.accept_waker.take();
+            drop(guard);
+            if let Some(accept) = accept {
+                accept.wake();
+            }
             return Poll::Ready(());
         }
         let backlog = shared.backlog;
@@ -343,8 +349,15 @@ where
             changed = true;
         }
         changed |= this.retry_due_binds(&mut shared.set, backlog, cx);
-        if changed {
-            wake(&shared.accept_waker);
+        // Woken after the lock is released: the accept side takes it first.
+        let accept = if changed {
+            shared.accept_waker.clone()
+        } else {
+            None
+        };
+        drop(guard);
+        if let Some(accept) = accept {
+            accept.wake();
         }
         Poll::Pending
     }
@@ -387,10 +400,4 @@ fn bind_one(requested: SocketAddr, backlog: u32) -> io::Result<(TcpListener, Soc
     let listener = bind_with_backlog(requested, backlog)?;
     let local = listener.local_addr()?;
     Ok((listener, local))
-}
-
-fn wake(waker: &Option<Waker>) {
-    if let Some(waker) = waker {
-        waker.wake_by_ref();
-    }
 }
