@@ -91,12 +91,15 @@ impl BindServer {
         }
     }
 
-    fn send(&self, addresses: &[SocketAddr]) {
+    /// Sends a list; returns the log mark to wait for its effects from.
+    fn send(&self, addresses: &[SocketAddr]) -> usize {
+        let mark = logs::mark();
         self.reload
             .as_ref()
             .expect("address stream open")
             .send(addresses.to_vec())
             .expect("server running");
+        mark
     }
 
     /// Lets every connection, held or to come, say `hello`.
@@ -122,9 +125,10 @@ impl BindServer {
     }
 }
 
-/// Waits until `addr` was bound (its `listening on` line was logged).
-fn wait_listening(addr: SocketAddr) {
-    logs::wait_logged(&format!("listening on {} ", addr));
+/// Waits until `addr` was bound (its `listening on` line was logged after
+/// `mark`).
+fn wait_listening(mark: usize, addr: SocketAddr) {
+    logs::wait_logged_since(mark, &format!("listening on {} ", addr));
 }
 
 /// Connects, reads the server's reply, and says on which address it was.
@@ -139,11 +143,11 @@ fn an_added_address_is_served_along_with_the_first() {
     for flavour in FLAVOURS {
         let server = BindServer::start(flavour, Options::default());
         let [first, second] = free_addrs();
-        server.send(&[first]);
-        wait_listening(first);
+        let mark = server.send(&[first]);
+        wait_listening(mark, first);
         hello(&server, first);
-        server.send(&[first, second]);
-        wait_listening(second);
+        let mark = server.send(&[first, second]);
+        wait_listening(mark, second);
         hello(&server, second);
         hello(&server, first);
     }
@@ -154,12 +158,12 @@ fn a_removed_address_refuses_new_clients_and_the_others_keep_serving() {
     for flavour in FLAVOURS {
         let server = BindServer::start(flavour, Options::default());
         let [kept, removed] = free_addrs();
-        server.send(&[kept, removed]);
-        wait_listening(kept);
-        wait_listening(removed);
+        let mark = server.send(&[kept, removed]);
+        wait_listening(mark, kept);
+        wait_listening(mark, removed);
         hello(&server, removed);
-        server.send(&[kept]);
-        logs::wait_logged(&format!("stopped listening on {} ", removed));
+        let mark = server.send(&[kept]);
+        logs::wait_logged_since(mark, &format!("stopped listening on {} ", removed));
         assert_refused(removed);
         hello(&server, kept);
     }
@@ -171,15 +175,15 @@ fn a_busy_address_is_retried_until_it_binds() {
         let server = BindServer::start(flavour, Options::default());
         let [busy] = free_addrs();
         let squatter = net::TcpListener::bind(busy).expect("take the address first");
-        server.send(&[busy]);
-        logs::wait_logged(&format!("cannot listen on {}: ", busy));
+        let mark = server.send(&[busy]);
+        logs::wait_logged_since(mark, &format!("cannot listen on {}: ", busy));
         // Retried (every 50 ms) and still failing, logged at `debug`.
-        logs::wait_logged(&format!("still cannot listen on {}: ", busy));
+        logs::wait_logged_since(mark, &format!("still cannot listen on {}: ", busy));
         drop(squatter);
-        logs::wait_logged(&format!(
-            "listening on {} (requested {}) after ",
-            busy, busy
-        ));
+        logs::wait_logged_since(
+            mark,
+            &format!("listening on {} (requested {}) after ", busy, busy),
+        );
         hello(&server, busy);
     }
 }
@@ -199,9 +203,9 @@ fn two_flooded_listeners_each_get_a_fair_share_of_the_accepts() {
             },
         );
         let [first, second] = free_addrs();
-        server.send(&[first, second]);
-        wait_listening(first);
-        wait_listening(second);
+        let mark = server.send(&[first, second]);
+        wait_listening(mark, first);
+        wait_listening(mark, second);
 
         let flood = Duration::from_secs(2);
         let start = Instant::now();
@@ -264,15 +268,15 @@ fn a_reload_takes_effect_while_the_only_connection_slot_is_taken() {
             },
         );
         let [removed, added] = free_addrs();
-        server.send(&[removed]);
-        wait_listening(removed);
+        let mark = server.send(&[removed]);
+        wait_listening(mark, removed);
         let held = connect(removed);
         assert_eq!(server.next_accepted(), removed);
 
         // The only slot is taken: nothing polls the accept side now.
         let reloaded = Instant::now();
-        server.send(&[added]);
-        wait_listening(added);
+        let mark = server.send(&[added]);
+        wait_listening(mark, added);
         assert_refused(removed);
         let applied = reloaded.elapsed();
         println!("{:?}: reload applied and checked in {:?}", flavour, applied);
@@ -307,13 +311,14 @@ fn the_stream_ends_when_the_address_stream_ends_and_its_listeners_close() {
             },
         );
         let [addr] = free_addrs();
-        server.send(&[addr]);
-        wait_listening(addr);
+        let mark = server.send(&[addr]);
+        wait_listening(mark, addr);
         let held = connect(addr);
         assert_eq!(server.next_accepted(), addr);
 
+        let mark = logs::mark();
         server.end_address_stream();
-        logs::wait_logged(&format!("stopped listening on {} ", addr));
+        logs::wait_logged_since(mark, &format!("stopped listening on {} ", addr));
         assert_refused(addr);
         // `listen` still lets the accepted connection finish, then resolves.
         assert!(
