@@ -3,6 +3,7 @@
 //! accepting, clients connect one after the other until the kernel's queue
 //! of completed handshakes is full (Linux holds `backlog + 1` of them), and
 //! the next client's SYN is dropped, so its `connect` times out.
+//! (And the other option `bind` sets, `SO_REUSEADDR`.)
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -84,6 +85,16 @@ fn bind_with_backlog_listens_with_the_backlog_asked_for() {
 }
 
 #[test]
+fn bind_with_backlog_works_on_ipv6_too() {
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let listener = bind_with_backlog("[::1]:0".parse().unwrap(), 2).expect("bind [::1]:0");
+    let addr = listener.local_addr().unwrap();
+    assert!(addr.is_ipv6());
+    assert_eq!(completed_handshakes(addr, 100), expected_handshakes(2));
+}
+
+#[test]
 fn bind_listens_with_a_backlog_of_1024_not_tokios_128() {
     allow_descriptors(4096);
     let runtime = runtime();
@@ -117,4 +128,13 @@ fn bind_many_binds_with_the_backlog_it_is_given() {
         // Blocking connects on the runtime's only thread: nothing accepts.
         assert_eq!(completed_handshakes(addr, 100), expected_handshakes(3));
     });
+}
+
+#[test]
+fn bind_sets_so_reuseaddr_as_tokio_core_did() {
+    let runtime = runtime();
+    let _entered = runtime.enter();
+    let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let socket = socket2::SockRef::from(&listener);
+    assert!(socket.reuse_address().unwrap());
 }

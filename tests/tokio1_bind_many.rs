@@ -387,3 +387,39 @@ fn port_zero_is_resolved_in_local_addrs_and_duplicates_bound_once() {
         });
     }
 }
+
+#[test]
+fn of_several_lists_ready_at_once_only_the_last_is_applied() {
+    logs::capture();
+    for flavour in FLAVOURS {
+        let runtime = flavour.runtime();
+        let [skipped, last] = free_addrs();
+        let mark = logs::mark();
+        let addresses = tokio_stream::iter(vec![vec![skipped], vec![skipped, last], vec![last]])
+            .chain(tokio_stream::pending());
+        runtime.block_on(async {
+            let mut listeners = BindMany::new(addresses);
+            let local = tokio::time::timeout(GENEROUS, async {
+                loop {
+                    let _ = tokio::time::timeout(Duration::from_millis(1), listeners.next()).await;
+                    let local = listeners.local_addrs();
+                    if !local.is_empty() {
+                        return local;
+                    }
+                }
+            })
+            .await
+            .expect("bound");
+            assert_eq!(local, [last]);
+        });
+        let skipped_lines = logs::lines()[mark..]
+            .iter()
+            .filter(|(_, line)| line.starts_with(&format!("listening on {} ", skipped)))
+            .count();
+        assert_eq!(
+            skipped_lines, 0,
+            "{:?}: bound a list that was replaced",
+            flavour
+        );
+    }
+}
