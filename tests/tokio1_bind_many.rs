@@ -13,6 +13,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use log::Level;
 use tk_listen::tokio1::{BindMany, ListenExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
@@ -185,6 +186,16 @@ fn a_busy_address_is_retried_until_it_binds() {
             &format!("listening on {} (requested {}) after ", busy, busy),
         );
         hello(&server, busy);
+        // One `error` for the failure, `debug` for the retries, `info` once
+        // bound, as on the futures 0.1 side.
+        let levels: Vec<Level> = logs::lines()[mark..]
+            .iter()
+            .filter(|(_, line)| line.contains(&format!("listen on {}", busy)))
+            .map(|(level, _)| *level)
+            .collect();
+        assert_eq!(levels[0], Level::Error, "{:?}", levels);
+        assert_eq!(levels.iter().filter(|l| **l == Level::Error).count(), 1);
+        assert!(levels[1..].iter().all(|l| *l == Level::Debug), "{:?}", levels);
     }
 }
 
