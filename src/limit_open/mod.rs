@@ -13,8 +13,8 @@ use std::task::{Wake, Waker};
 use futures::{task, Async, Poll, Stream};
 
 pub use self::connection::OpenConnection;
-use self::slots::Slots;
 pub use self::slots::OpenStats;
+use self::slots::Slots;
 
 /// A stream of connections of which at most `max_open` are open at once;
 /// while they are, the inner stream is not polled.

@@ -169,8 +169,7 @@ impl Slots {
         }
         if self.full_since.load(Ordering::Relaxed) == 0 {
             self.full_periods.fetch_add(1, Ordering::Relaxed);
-            self.full_since
-                .store(self.nanos_now(), Ordering::Relaxed);
+            self.full_since.store(self.nanos_now(), Ordering::Relaxed);
         }
         false
     }
