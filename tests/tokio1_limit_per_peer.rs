@@ -252,6 +252,12 @@ fn a_dual_stack_listener_counts_ipv4_mapped_peers_as_their_ipv4_address() {
             !let_through(&mut connect_from(2, v4)),
             "{flavour:?}: the same peer"
         );
+        let mut other = connect_from(3, v4);
+        assert!(
+            let_through(&mut other),
+            "{flavour:?}: 127.0.0.3 is another peer"
+        );
+        assert_eq!(served.peers.peers(), 2, "{flavour:?}");
         assert_eq!(
             served.peers.connections_of(ip("127.0.0.2")),
             1,
