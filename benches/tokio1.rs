@@ -342,7 +342,8 @@ fn batch_mode(name: &str) {
         }
     }));
     for batch in 1..=batches {
-        let clients: Vec<net::TcpStream> = (0..size).map(|i| connect(addr, i % peers, peers)).collect();
+        let clients: Vec<net::TcpStream> =
+            (0..size).map(|i| connect(addr, i % peers, peers)).collect();
         turn_until_served(&runtime, &answered, batch * size);
         for mut client in clients {
             let mut reply = Vec::new();
@@ -359,23 +360,12 @@ fn batch_mode(name: &str) {
 }
 
 /// A client connected to `addr`: from 127.0.0.1 if `peers` is 1, else
-/// from the `n`-th loopback address after 127.0.0.2 (Linux routes all of
-/// 127.0.0.0/8 to the loopback interface).
+/// from the `n`-th loopback address after 127.0.0.2.
 fn connect(addr: net::SocketAddr, n: usize, peers: usize) -> net::TcpStream {
     if peers == 1 {
         return net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
     }
-    let host = u32::from(net::Ipv4Addr::new(127, 0, 0, 2)) + n as u32;
-    let source = net::SocketAddr::from((net::Ipv4Addr::from(host), 0));
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
-    socket
-        .bind(&source.into())
-        .expect("bind a loopback address");
-    socket
-        .connect_timeout(&addr.into(), CLIENT_TIMEOUT)
-        .expect("connect");
-    socket.into()
+    support::connect_from_loopback(addr, n, CLIENT_TIMEOUT)
 }
 
 /// Runs the runtime until `target` replies have been sent (at most 10 s).

@@ -103,3 +103,24 @@ pub fn write_data(name: &str, contents: &str) {
     std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {}", path.display(), e));
     println!("wrote {}", path.display());
 }
+
+/// A blocking client connected to `server` from the `n`-th loopback
+/// address after 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the
+/// loopback interface), so that a server sees it as a peer of its own.
+pub fn connect_from_loopback(
+    server: std::net::SocketAddr,
+    n: usize,
+    timeout: Duration,
+) -> std::net::TcpStream {
+    let host = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)) + n as u32;
+    let source = std::net::SocketAddr::from((std::net::Ipv4Addr::from(host), 0));
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&source.into())
+        .expect("bind a loopback address");
+    socket
+        .connect_timeout(&server.into(), timeout)
+        .expect("connect");
+    socket.into()
+}

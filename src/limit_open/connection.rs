@@ -10,8 +10,8 @@ use crate::connection_io::forward_io;
 /// of its slots until it is dropped.
 ///
 /// Made by the stream of
-/// [`ListenExt::limit_open`](crate::ListenExt::limit_open) (or
-/// [`tokio1::ListenExt::limit_open`](crate::tokio1::ListenExt::limit_open)),
+/// [`ListenExt::limit_open`](crate::ListenExt::limit_open) (or, with the
+/// `tokio1` feature, `tokio1::ListenExt::limit_open`),
 /// which yields it with the item's second half (the peer's address). It
 /// dereferences to the socket and forwards I/O as
 /// [`PeerConnection`](crate::PeerConnection) does: `Read`, `BufRead`,

@@ -21,8 +21,7 @@ use self::slots::Slots;
 ///
 /// Made by [`ListenExt::limit_open`](crate::ListenExt::limit_open)
 /// (futures 0.1) or, with the `tokio1` feature,
-/// [`tokio1::ListenExt::limit_open`](crate::tokio1::ListenExt::limit_open)
-/// (a `futures_core` stream), from a stream of `(socket, A)` pairs. It
+/// `tokio1::ListenExt::limit_open` (a `futures_core` stream), from a stream of `(socket, A)` pairs. It
 /// yields `(`[`OpenConnection<socket>`](OpenConnection)`, A)`; each
 /// connection holds a slot until it is dropped. Errors of the inner stream
 /// pass through unchanged, and it ends when the inner stream ends.

@@ -26,8 +26,7 @@ use self::table::PeerTable;
 ///
 /// Made by [`ListenExt::limit_per_peer`](crate::ListenExt::limit_per_peer)
 /// (futures 0.1) or, with the `tokio1` feature,
-/// [`tokio1::ListenExt::limit_per_peer`](crate::tokio1::ListenExt::limit_per_peer)
-/// (a `futures_core` stream), from a stream of `(socket, peer address)`
+/// `tokio1::ListenExt::limit_per_peer` (a `futures_core` stream), from a stream of `(socket, peer address)`
 /// pairs; the peers, prefixes and counters are the same on both. It yields
 /// `(PeerConnection<socket>, peer address)`; a connection over its peer's cap
 /// is dropped (closed) instead of yielded. Errors of the inner stream pass
