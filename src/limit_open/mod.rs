@@ -47,6 +47,19 @@ impl<S> LimitOpen<S> {
     /// A handle to this stream's live counters: connections open now and
     /// so far, and the waits at the cap. Take it before the stream moves
     /// into its task; it can be read from any thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let limited = stream::iter_ok::<_, ()>(vec![("a socket", ())]).limit_open(8);
+    /// let stats = limited.stats();
+    /// let open: Vec<_> = limited.wait().collect::<Result<_, _>>().unwrap();
+    /// assert_eq!((stats.max_open(), stats.open(), stats.accepted()), (8, 1, 1));
+    /// # drop(open);
+    /// ```
     pub fn stats(&self) -> OpenStats {
         OpenStats::new(&self.slots)
     }
