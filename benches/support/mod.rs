@@ -11,6 +11,8 @@
 mod process;
 #[allow(unused_imports)] // each bench binary uses its own subset
 pub use process::{nofile_limit, process_cpu, set_nofile_soft, thread_cpu};
+#[path = "../../tests/support/loopback.rs"]
+mod loopback;
 
 pub mod servers;
 pub mod workloads;
@@ -105,22 +107,13 @@ pub fn write_data(name: &str, contents: &str) {
 }
 
 /// A blocking client connected to `server` from the `n`-th loopback
-/// address after 127.0.0.2 (Linux routes all of 127.0.0.0/8 to the
-/// loopback interface), so that a server sees it as a peer of its own.
+/// address after 127.0.0.2, so that a server sees it as a peer of its own
+/// (Linux only).
 pub fn connect_from_loopback(
     server: std::net::SocketAddr,
     n: usize,
     timeout: Duration,
 ) -> std::net::TcpStream {
     let host = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)) + n as u32;
-    let source = std::net::SocketAddr::from((std::net::Ipv4Addr::from(host), 0));
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&source.into())
-        .expect("bind a loopback address");
-    socket
-        .connect_timeout(&server.into(), timeout)
-        .expect("connect");
-    socket.into()
+    loopback::connect_from_ip(host.into(), server, timeout)
 }
