@@ -83,3 +83,5 @@ pub use self::incoming::{bind, bind_with_backlog, incoming, Incoming, DEFAULT_BA
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
+pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
+pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
