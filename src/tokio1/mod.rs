@@ -73,3 +73,9 @@ pub use self::incoming::{incoming, Incoming};
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
+/// The handover's types work on both stacks: its futures are
+/// `std::future::Future`s too.
+#[cfg(all(feature = "handover", unix))]
+pub use crate::handover::{
+    HandingOver, Handover, HandoverError, Inherited, Origin, ShutdownSignal, Successor,
+};
