@@ -40,12 +40,6 @@ async fn main() {
         process::exit(1);
     });
     let addr = listener.local_addr().unwrap_or(addr);
-    info!(
-        "listening on {}; try: nc {} {}; Ctrl-C stops",
-        addr,
-        addr.ip(),
-        addr.port()
-    );
 
     let server = incoming(listener)
         .sleep_on_error(Duration::from_millis(100))
@@ -53,6 +47,12 @@ async fn main() {
         .listen(1000)
         .with_graceful_shutdown(handover.shutdown_signal());
     let stats = server.stats();
+    info!(
+        "listening on {}; try: nc {} {}; Ctrl-C stops",
+        addr,
+        addr.ip(),
+        addr.port()
+    );
     handover.ready();
     server.await;
     info!(

@@ -50,8 +50,9 @@ fn handover_server_child() {
         max_connections: max.parse().unwrap(),
         deadline: Duration::from_secs(30),
     };
-    println!("listening on {}", local);
+    // Signal handlers first: the tests signal as soon as this line is out.
     let server = server::serve_until(listener, &handle, config, handover.shutdown_signal());
+    println!("listening on {}", local);
     handover.ready();
     core.run(server).unwrap();
 }
@@ -288,6 +289,48 @@ fn the_tokio1_example_hands_over_on_sighup() {
         b"hello\n",
         "the successor serves"
     );
+}
+
+/// While a handover runs, another request resolves at once to `Busy`
+/// (futures 0.1); the first one ends with `NotReady` after its timeout, its
+/// successor killed and reaped.
+#[test]
+fn a_handover_requested_during_another_is_refused() {
+    use futures::Future;
+    let handover = tk_listen::Handover::new()
+        .program("/bin/sh")
+        .args(["-c", "exec sleep 60"])
+        .ready_timeout(Duration::from_millis(500));
+    let first = handover.start();
+    match handover.start().wait() {
+        Err(tk_listen::HandoverError::Busy) => {}
+        other => panic!("the second request: {:?}", other),
+    }
+    match first.wait() {
+        Err(tk_listen::HandoverError::NotReady(t)) => assert_eq!(t, Duration::from_millis(500)),
+        other => panic!("the first request: {:?}", other),
+    }
+    // Not busy any more: a successor that exits at once is seen to exit.
+    let exits = handover.clone().program("/bin/false").start();
+    match exits.wait() {
+        Err(tk_listen::HandoverError::Exited(status)) => assert_eq!(status.code(), Some(1)),
+        other => panic!("the third request: {:?}", other),
+    }
+}
+
+/// The same future on tokio 1: a successor that can't be started.
+#[test]
+fn the_handover_future_resolves_on_tokio_1() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let handover = tk_listen::Handover::new().program("/nonexistent/successor");
+    match runtime.block_on(handover.start()) {
+        Err(tk_listen::HandoverError::Start(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound)
+        }
+        other => panic!("{:?}", other),
+    }
 }
 
 // ---- helpers ----

@@ -49,14 +49,13 @@ fn main() {
         max_connections: 1000,
         deadline: Duration::from_secs(5),
     };
+    let local = listener.local_addr().unwrap();
+    let server = server::serve_until(listener, &handle, config, handover.shutdown_signal());
     println!(
         "listening on http://{}/ ({} connections at most, each for at most {:?})",
-        listener.local_addr().unwrap(),
-        config.max_connections,
-        config.deadline
+        local, config.max_connections, config.deadline
     );
-    // The error is `()`: only a broken event-loop timer produces it.
-    let server = server::serve_until(listener, &handle, config, handover.shutdown_signal());
     handover.ready();
+    // The error is `()`: only a broken event-loop timer produces it.
     core.run(server).unwrap();
 }
