@@ -26,8 +26,8 @@ const VARIABLES: [&str; 6] = [
 ];
 
 /// The child: takes the inherited sockets and prints one `report:` line per
-/// fact. With `INHERIT_TEST_ADDR`, takes the socket named `one`, then the
-/// one for that address.
+/// fact. With `INHERIT_TEST_ADDR`, takes the socket for that address
+/// one for that address (the second), then the one named `one`.
 #[test]
 #[ignore = "the child process that the other tests start"]
 fn inherit_child() {
@@ -46,10 +46,12 @@ fn inherit_child() {
     let Ok(addr) = std::env::var("INHERIT_TEST_ADDR") else {
         return;
     };
-    let one = inherited.take_named("one").expect("a socket named one");
+    println!("report: named absent {:?}", inherited.take_named("absent").is_some());
+    // The second socket by address, then the first by name.
     let two = inherited
         .take_addr(&addr.parse().unwrap())
         .expect("a socket for the address");
+    let one = inherited.take_named("one").expect("a socket named one");
     for (what, listener) in [("named one", &one), ("for the address", &two)] {
         let flags = fd_flags(listener.as_raw_fd());
         println!(
@@ -106,6 +108,7 @@ fn systemd_sockets_are_taken_by_name_and_by_address() {
         report
     );
     assert!(report.contains(&"left 0".to_string()), "{:?}", report);
+    assert!(report.contains(&"named absent false".to_string()), "{:?}", report);
     assert_no_variables(&report);
 }
 
