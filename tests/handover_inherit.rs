@@ -27,7 +27,7 @@ const VARIABLES: [&str; 6] = [
 
 /// The child: takes the inherited sockets and prints one `report:` line per
 /// fact. With `INHERIT_TEST_ADDR`, takes the socket for that address
-/// one for that address (the second), then the one named `one`.
+/// (the second), then the one named `one`.
 #[test]
 #[ignore = "the child process that the other tests start"]
 fn inherit_child() {
