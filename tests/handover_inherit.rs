@@ -10,7 +10,7 @@ mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use command_fds::{CommandFdExt, FdMapping};
 use tk_listen::Inherited;
@@ -46,7 +46,10 @@ fn inherit_child() {
     let Ok(addr) = std::env::var("INHERIT_TEST_ADDR") else {
         return;
     };
-    println!("report: named absent {:?}", inherited.take_named("absent").is_some());
+    println!(
+        "report: named absent {:?}",
+        inherited.take_named("absent").is_some()
+    );
     // The second socket by address, then the first by name.
     let two = inherited
         .take_addr(&addr.parse().unwrap())
@@ -108,7 +111,11 @@ fn systemd_sockets_are_taken_by_name_and_by_address() {
         report
     );
     assert!(report.contains(&"left 0".to_string()), "{:?}", report);
-    assert!(report.contains(&"named absent false".to_string()), "{:?}", report);
+    assert!(
+        report.contains(&"named absent false".to_string()),
+        "{:?}",
+        report
+    );
     assert_no_variables(&report);
 }
 
@@ -182,12 +189,28 @@ fn spawn(mut command: Command) -> KillOnDrop {
     KillOnDrop(Some(child))
 }
 
-/// The child's `report:` lines, once it exited successfully (bounded: the
-/// child only inspects its environment).
+/// The child's `report:` lines, once it exited successfully; a child that
+/// takes longer than `GENEROUS` (e.g. blocked in `accept`) is killed and
+/// fails the test.
 fn report(mut child: KillOnDrop) -> Vec<String> {
-    let Output { status, stdout, .. } = child.0.take().unwrap().wait_with_output().unwrap();
+    let process = child.0.as_mut().unwrap();
+    let mut stdout = process.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
+    let deadline = std::time::Instant::now() + support::GENEROUS;
+    let status = loop {
+        if let Some(status) = process.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the child hangs");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     assert!(status.success(), "the child failed: {}", status);
-    String::from_utf8(stdout)
+    reader
+        .join()
+        .unwrap()
         .unwrap()
         .lines()
         .filter_map(|l| l.strip_prefix("report: "))
