@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -208,6 +209,7 @@ fn systemd_socket_activation_and_notify_follow_the_successor() {
         .args(["-E", "RUST_LOG=info"])
         .arg(&example)
         .arg(addr.to_string())
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -251,6 +253,7 @@ fn the_tokio1_example_hands_over_on_sighup() {
     let mut child = Command::new(&example)
         .arg("127.0.0.1:0")
         .env("RUST_LOG", "info")
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -361,6 +364,7 @@ impl ChildServer {
             .env("HANDOVER_TEST_MAX", max.to_string())
             .env("HANDOVER_TEST_READY_MS", ready_ms.to_string())
             .env("RUST_LOG", "info")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -405,19 +409,27 @@ impl ChildServer {
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 
-/// A child process killed and reaped on drop.
+/// A child process (in a process group of its own), killed with its
+/// group (the successors) and reaped on drop.
 struct KillChild(Child);
 
 impl Drop for KillChild {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        kill_group(&mut self.0);
     }
+}
+
+/// Kills `child`'s process group, which holds its successors too (even
+/// those a failed test could not name), and reaps `child`.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
 }
 
 /// A process that isn't our child (a successor), killed on drop; its new
