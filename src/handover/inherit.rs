@@ -253,6 +253,11 @@ impl Inherited {
         Ok(("unknown".to_string(), listener))
     }
 
+    /// Takes every socket not taken yet.
+    pub(super) fn take_all(&mut self) -> Vec<(String, TcpListener)> {
+        std::mem::take(&mut self.sockets)
+    }
+
     fn take_with(
         &mut self,
         mut f: impl FnMut(&str, &TcpListener) -> bool,

@@ -306,7 +306,9 @@ impl Handover {
     /// `NOTIFY_SOCKET` is set) and to the predecessor, if there is one,
     /// which then stops accepting. Call it once the listeners are in the
     /// server. Failures are logged at `error` (a predecessor that doesn't
-    /// hear it times out and keeps serving).
+    /// hear it times out and keeps serving). Inherited sockets that the
+    /// server did not take are closed now, logged at `warn`: nobody would
+    /// accept their clients.
     ///
     /// # Examples
     ///
@@ -316,6 +318,13 @@ impl Handover {
     /// handover.ready();
     /// ```
     pub fn ready(&self) {
+        for (name, listener) in self.lock().inherited.take_all() {
+            warn!(
+                "inherited socket {} ({:?}) not used: closed",
+                name,
+                listener.local_addr()
+            );
+        }
         if let Err(e) = sd_notify::notify(&[NotifyState::Ready]) {
             error!("cannot tell systemd READY=1: {}", e);
         }
