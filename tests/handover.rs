@@ -294,49 +294,104 @@ fn the_tokio1_example_hands_over_on_sighup() {
     );
 }
 
+/// `examples/http` on `SIGTERM`: stops accepting, finishes the running
+/// connection, exits 0.
+#[test]
+fn the_http_example_drains_and_exits_zero_on_sigterm() {
+    let example = built_example("http");
+    let addr = support::free_addrs::<1>()[0];
+    let child = Command::new(&example)
+        .arg(addr.to_string())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = KillChild(child);
+    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{:?}", line);
+    let mut running = connect(addr);
+    running.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    wait_for(|| accept_queue(addr) == Some(0), "the client accepted");
+    signal("TERM", server.0.id());
+    running.write_all(b"\r\n").unwrap();
+    assert_eq!(reply_pid(running).unwrap(), server.0.id());
+    let status = wait_child(&mut server.0).expect("the server exits");
+    assert!(status.success(), "{}", status);
+    support::assert_refused(addr);
+}
+
 /// While a handover runs, another request resolves at once to `Busy`
 /// (futures 0.1); the first one ends with `NotReady` after its timeout, its
 /// successor killed and reaped.
 #[test]
 fn a_handover_requested_during_another_is_refused() {
-    use futures::Future;
     let handover = tk_listen::Handover::new()
         .program("/bin/sh")
         .args(["-c", "exec sleep 60"])
         .ready_timeout(Duration::from_millis(500));
     let first = handover.start();
-    match handover.start().wait() {
+    match wait01(handover.start()) {
         Err(tk_listen::HandoverError::Busy) => {}
         other => panic!("the second request: {:?}", other),
     }
-    match first.wait() {
+    match wait01(first) {
         Err(tk_listen::HandoverError::NotReady(t)) => assert_eq!(t, Duration::from_millis(500)),
         other => panic!("the first request: {:?}", other),
     }
     // Not busy any more: a successor that exits at once is seen to exit.
     let exits = handover.clone().program("/bin/false").start();
-    match exits.wait() {
+    match wait01(exits) {
         Err(tk_listen::HandoverError::Exited(status)) => assert_eq!(status.code(), Some(1)),
         other => panic!("the third request: {:?}", other),
     }
 }
 
-/// The same future on tokio 1: a successor that can't be started.
+/// The same future on tokio 1, woken when the successor exits (it exits
+/// after a moment, so that the task waits for it).
 #[test]
 fn the_handover_future_resolves_on_tokio_1() {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
-    let handover = tk_listen::Handover::new().program("/nonexistent/successor");
-    match runtime.block_on(handover.start()) {
-        Err(tk_listen::HandoverError::Start(e)) => {
-            assert_eq!(e.kind(), std::io::ErrorKind::NotFound)
+    let handover = tk_listen::Handover::new()
+        .program("/bin/sh")
+        .args(["-c", "sleep 0.3; exit 4"]);
+    // The timer is polled first, so a future that is ready only because
+    // the timer woke the task still fails.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(GENEROUS) => panic!("the future did not wake its task"),
+            result = handover.start() => result,
         }
+    });
+    match result {
+        Err(tk_listen::HandoverError::Exited(status)) => assert_eq!(status.code(), Some(4)),
         other => panic!("{:?}", other),
     }
 }
 
 // ---- helpers ----
+
+/// Waits for a futures 0.1 future on a thread of its own, at most
+/// `GENEROUS`.
+fn wait01<F>(future: F) -> Result<F::Item, F::Error>
+where
+    F: futures::Future + Send + 'static,
+    F::Item: Send,
+    F::Error: Send,
+{
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(future.wait());
+    });
+    rx.recv_timeout(GENEROUS).expect("the future resolves")
+}
 
 /// This test binary, the server of most tests here.
 fn current_exe() -> PathBuf {
