@@ -12,7 +12,7 @@ use std::process;
 use listenfd::ListenFd;
 use log::{error, info};
 
-use super::protocol::vars;
+use super::successor::vars;
 
 /// The listening sockets this process was given when it started, from
 /// [`Inherited::from_env`].

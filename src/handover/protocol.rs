@@ -3,35 +3,19 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{self, Child, Command, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use command_fds::{CommandFdExt, FdMapping};
 use log::{error, info, warn};
 use sd_notify::NotifyState;
 
 use super::inherit::Inherited;
-
-/// The environment variables of a predecessor's handover.
-pub(super) mod vars {
-    /// The predecessor's pid: the successor takes the sockets only if it is
-    /// its parent.
-    pub(crate) const PARENT: &str = "TK_LISTEN_HANDOVER_PID";
-    /// How many listening sockets, from descriptor 3 on; the readiness
-    /// socket follows them.
-    pub(crate) const FDS: &str = "TK_LISTEN_HANDOVER_FDS";
-    /// Their names, separated by `:`.
-    pub(crate) const NAMES: &str = "TK_LISTEN_HANDOVER_FDNAMES";
-}
-
-/// What the successor writes on its readiness socket once it serves.
-const READY: &[u8] = b"READY=1\n";
+use super::successor::{self, READY};
 
 /// The default of [`Handover::ready_timeout`].
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -399,65 +383,19 @@ impl Handover {
     }
 
     fn start_and_wait(&self, started: Instant) -> Result<Successor, HandoverError> {
-        let (mut command, timeout, ours) = {
+        let (command, ours, timeout) = {
             let shared = self.lock();
             let program = match &shared.program {
-                Ok(program) => program.clone(),
+                Ok(program) => program,
                 Err(e) => {
-                    return Err(HandoverError::Start(io::Error::new(
-                        e.kind(),
-                        e.to_string(),
-                    )))
+                    let e = io::Error::new(e.kind(), e.to_string());
+                    return Err(HandoverError::Start(e));
                 }
             };
-            let (ours, theirs) = UnixStream::pair().map_err(HandoverError::Io)?;
-            let mut command = Command::new(program);
-            command.args(&shared.args);
-            let mut mappings = Vec::with_capacity(shared.listeners.len() + 1);
-            let mut names = Vec::with_capacity(shared.listeners.len());
-            for (i, (name, listener)) in shared.listeners.iter().enumerate() {
-                let copy = listener.try_clone().map_err(HandoverError::Start)?;
-                mappings.push(FdMapping {
-                    parent_fd: OwnedFd::from(copy),
-                    child_fd: 3 + i as i32,
-                });
-                names.push(name.as_str());
-            }
-            mappings.push(FdMapping {
-                parent_fd: OwnedFd::from(theirs),
-                child_fd: 3 + shared.listeners.len() as i32,
-            });
-            command
-                .fd_mappings(mappings)
-                .expect("descriptor numbers are distinct");
-            command
-                .env(vars::PARENT, process::id().to_string())
-                .env(vars::FDS, shared.listeners.len().to_string())
-                .env(vars::NAMES, names.join(":"));
-            (command, shared.ready_timeout, ours)
+            let (command, ours) = successor::command(program, &shared.args, &shared.listeners)?;
+            (command, ours, shared.ready_timeout)
         };
-        info!("handing over: starting {:?}", command.get_program());
-        let mut child = command.spawn().map_err(HandoverError::Start)?;
-        // The command holds the successor's copies of the sockets: close them.
-        drop(command);
-        match wait_ready(ours, started + timeout) {
-            Ok(()) => Ok(Successor {
-                pid: child.id(),
-                took: started.elapsed(),
-            }),
-            Err(Waited::Closed) => Err(match child.wait() {
-                Ok(status) => HandoverError::Exited(status),
-                Err(e) => HandoverError::Io(e),
-            }),
-            Err(Waited::TimedOut) => {
-                kill_and_reap(&mut child);
-                Err(HandoverError::NotReady(timeout))
-            }
-            Err(Waited::Failed(e)) => {
-                kill_and_reap(&mut child);
-                Err(HandoverError::Io(e))
-            }
-        }
+        successor::start(command, ours, started, timeout)
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -538,50 +476,4 @@ enum State {
     Idle,
     Running,
     Done,
-}
-
-enum Waited {
-    /// The successor closed its end (it exited) without saying it's ready.
-    Closed,
-    TimedOut,
-    Failed(io::Error),
-}
-
-/// Reads the successor's readiness until `deadline`: blocking reads with a
-/// timeout, no polling.
-fn wait_ready(mut ours: UnixStream, deadline: Instant) -> Result<(), Waited> {
-    let mut got = Vec::with_capacity(READY.len());
-    let mut buf = [0; 64];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Waited::TimedOut);
-        }
-        ours.set_read_timeout(Some(left)).map_err(Waited::Failed)?;
-        match ours.read(&mut buf) {
-            Ok(0) => return Err(Waited::Closed),
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                if got.windows(READY.len()).any(|w| w == READY) {
-                    return Ok(());
-                }
-            }
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
-            {
-                return Err(Waited::TimedOut)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Waited::Failed(e)),
-        }
-    }
-}
-
-fn kill_and_reap(child: &mut Child) {
-    if let Err(e) = child.kill() {
-        error!("cannot kill the successor {}: {}", child.id(), e);
-    }
-    if let Err(e) = child.wait() {
-        error!("cannot reap the successor {}: {}", child.id(), e);
-    }
 }
