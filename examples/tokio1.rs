@@ -40,19 +40,20 @@ async fn main() {
         process::exit(1);
     });
     let addr = listener.local_addr().unwrap_or(addr);
-
-    let server = incoming(listener)
-        .sleep_on_error(Duration::from_millis(100))
-        .map(|(socket, peer)| greet(socket, peer))
-        .listen(1000)
-        .with_graceful_shutdown(handover.shutdown_signal());
-    let stats = server.stats();
+    let stop = handover.shutdown_signal(); // SIGHUP: hand over; SIGTERM, SIGINT: stop
     info!(
         "listening on {}; try: nc {} {}; Ctrl-C stops",
         addr,
         addr.ip(),
         addr.port()
     );
+
+    let server = incoming(listener)
+        .sleep_on_error(Duration::from_millis(100))
+        .map(|(socket, peer)| greet(socket, peer))
+        .listen(1000)
+        .with_graceful_shutdown(stop);
+    let stats = server.stats();
     handover.ready();
     server.await;
     info!(

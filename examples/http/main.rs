@@ -49,12 +49,14 @@ fn main() {
         max_connections: 1000,
         deadline: Duration::from_secs(5),
     };
-    let local = listener.local_addr().unwrap();
-    let server = server::serve_until(listener, &handle, config, handover.shutdown_signal());
+    let stop = handover.shutdown_signal(); // SIGHUP: hand over; SIGTERM, SIGINT: stop
     println!(
         "listening on http://{}/ ({} connections at most, each for at most {:?})",
-        local, config.max_connections, config.deadline
+        listener.local_addr().unwrap(),
+        config.max_connections,
+        config.deadline
     );
+    let server = server::serve_until(listener, &handle, config, stop);
     handover.ready();
     // The error is `()`: only a broken event-loop timer produces it.
     core.run(server).unwrap();
