@@ -34,6 +34,16 @@ fn inherit_child() {
     if std::env::var_os("INHERIT_TEST").is_none() {
         return;
     }
+    if let Ok(addr) = std::env::var("INHERIT_TEST_READY") {
+        // A server that uses the first socket only: `ready` closes the other.
+        let handover = tk_listen::Handover::new();
+        let _listener = handover.listener(addr.parse().unwrap()).unwrap();
+        let open = |fd: i32| std::path::Path::new(&format!("/proc/self/fd/{}", fd)).exists();
+        println!("report: before ready {} {}", open(3), open(4));
+        handover.ready();
+        println!("report: after ready {} {}", open(3), open(4));
+        return;
+    }
     let mut inherited = Inherited::from_env();
     println!("report: origin {:?}", inherited.origin());
     println!("report: count {}", inherited.len());
@@ -117,6 +127,32 @@ fn systemd_sockets_are_taken_by_name_and_by_address() {
         report
     );
     assert_no_variables(&report);
+}
+
+#[test]
+fn inherited_sockets_nobody_takes_are_closed_when_the_server_is_ready() {
+    let [one, two] = support::free_addrs::<2>();
+    let mut command = Command::new("systemd-socket-activate");
+    command
+        .args(["-l", &one.to_string(), "-l", &two.to_string()])
+        .arg("-E")
+        .arg(format!("INHERIT_TEST_READY={}", one))
+        .args(["-E", "INHERIT_TEST=1"])
+        .arg(std::env::current_exe().unwrap())
+        .args(child_args());
+    let child = spawn(command);
+    let _client = connect_when_listening(one);
+    let report = report(child);
+    assert!(
+        report.contains(&"before ready true true".to_string()),
+        "{:?}",
+        report
+    );
+    assert!(
+        report.contains(&"after ready true false".to_string()),
+        "{:?}",
+        report
+    );
 }
 
 #[test]
