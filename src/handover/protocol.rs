@@ -1,5 +1,7 @@
-//! The handover's protocol, free of either runtime: start the successor
-//! with the listening sockets, wait for its readiness, or clean up.
+//! The handover's decisions, free of either runtime: which sockets the
+//! successor gets, one handover at a time, what success and failure mean
+//! (systemd's `MAINPID`, the logs). `successor.rs` deals with the other
+//! process.
 
 use std::ffi::OsString;
 use std::fmt;
