@@ -1,13 +1,15 @@
 //! `examples/simple.rs` on tokio 1: a server that greets every client with
 //! `hello` after half a second, with at most 1000 connections at once, using
-//! every core. Ctrl-C stops accepting and lets the running connections
-//! finish.
+//! every core. `SIGTERM` or Ctrl-C stops accepting and lets the running
+//! connections finish; `SIGHUP` hands the socket over to a new process
+//! started from the same path, then drains (`tk_listen::Handover`; the
+//! socket may also come from systemd).
 //!
 //! ```sh
-//! cargo run --features tokio1 --example tokio1              # listens on 127.0.0.1:8080
-//! cargo run --features tokio1 --example tokio1 0.0.0.0:9000 # or anywhere else
+//! cargo run --features tokio1,handover --example tokio1              # listens on 127.0.0.1:8080
+//! cargo run --features tokio1,handover --example tokio1 0.0.0.0:9000 # or anywhere else
 //! nc 127.0.0.1 8080                                         # in another terminal
-//! RUST_LOG=debug cargo run --features tokio1 --example tokio1   # more detail
+//! RUST_LOG=debug cargo run --features tokio1,handover --example tokio1   # more detail
 //! ```
 
 use std::net::SocketAddr;
@@ -15,9 +17,9 @@ use std::process;
 use std::time::Duration;
 
 use log::{error, info};
-use tk_listen::tokio1::{bind, incoming, ListenExt};
+use tk_listen::tokio1::{incoming, Handover, ListenExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -31,11 +33,14 @@ async fn main() {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = address_from_args();
-    let listener = bind(addr).unwrap_or_else(|e| {
+    let handover = Handover::new().ready_timeout(Duration::from_secs(10));
+    let listener = handover.listener(addr).and_then(TcpListener::from_std);
+    let listener = listener.unwrap_or_else(|e| {
         eprintln!("cannot listen on {}: {}", addr, e);
         process::exit(1);
     });
     let addr = listener.local_addr().unwrap_or(addr);
+    let stop = handover.shutdown_signal(); // SIGHUP: hand over; SIGTERM, SIGINT: stop
     info!(
         "listening on {}; try: nc {} {}; Ctrl-C stops",
         addr,
@@ -47,8 +52,9 @@ async fn main() {
         .sleep_on_error(Duration::from_millis(100))
         .map(|(socket, peer)| greet(socket, peer))
         .listen(1000)
-        .with_graceful_shutdown(tokio::signal::ctrl_c());
+        .with_graceful_shutdown(stop);
     let stats = server.stats();
+    handover.ready();
     server.await;
     info!(
         "stopped: {} connections served, {} failed",

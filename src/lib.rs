@@ -76,6 +76,10 @@
 //! - `tokio1` (off by default): the module `tokio1`, the same adapters for
 //!   tokio 1 and `futures-core` 0.3 streams. Without it the dependency graph
 //!   has no tokio 1.
+//! - `handover` (off by default, Unix): restarts without losing a client.
+//!   [`Inherited`] takes the listening sockets given by systemd socket
+//!   activation or by a predecessor; [`Handover`] hands them to a successor
+//!   process on request (e.g. `SIGHUP`), on both stacks.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -85,6 +89,8 @@ mod bind;
 mod connection_io;
 mod ext;
 mod limit_open;
+#[cfg(all(feature = "handover", unix))]
+mod handover;
 mod limit_per_peer;
 mod limits;
 mod listen;
@@ -98,6 +104,10 @@ pub mod tokio1;
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
 pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
+#[cfg(all(feature = "handover", unix))]
+pub use crate::handover::{
+    HandingOver, Handover, HandoverError, Inherited, Origin, ShutdownSignal, Successor,
+};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;

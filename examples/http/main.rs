@@ -10,6 +10,18 @@
 //! ```
 //!
 //! The server itself is in `server.rs`, which `tests/http.rs` runs too.
+//!
+//! It takes its socket from systemd or from its predecessor if it was given
+//! one for the address (feature `handover`, which this example requires):
+//! `SIGHUP` starts the executable at the same path as a successor, hands it
+//! the socket (10 s to report ready), then drains and exits 0; `SIGTERM` and
+//! `SIGINT` stop accepting, drain and exit 0; with `NOTIFY_SOCKET`, systemd
+//! learns `READY=1` and the successor's `MAINPID` (see `tk_listen::Handover`).
+//!
+//! ```sh
+//! cargo run --features handover --example http
+//! kill -HUP $(pgrep -n http)                   # a new process serves, no client lost
+//! ```
 
 mod server;
 
@@ -22,22 +34,30 @@ use tokio_core::reactor::Core;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let handover = tk_listen::Handover::new().ready_timeout(Duration::from_secs(10));
     let addr = env::args().nth(1).unwrap_or("127.0.0.1:8080".to_string());
     let addr = addr.parse::<SocketAddr>().unwrap();
 
     let mut core = Core::new().unwrap();
     let handle = core.handle();
-    let listener = TcpListener::bind(&addr, &handle).unwrap();
+    let listener = handover.listener(addr).unwrap_or_else(|e| {
+        eprintln!("cannot listen on {}: {}", addr, e);
+        std::process::exit(1);
+    });
+    let listener = TcpListener::from_listener(listener, &addr, &handle).unwrap();
     let config = server::Config {
         max_connections: 1000,
         deadline: Duration::from_secs(5),
     };
+    let stop = handover.shutdown_signal(); // SIGHUP: hand over; SIGTERM, SIGINT: stop
     println!(
         "listening on http://{}/ ({} connections at most, each for at most {:?})",
         listener.local_addr().unwrap(),
         config.max_connections,
         config.deadline
     );
+    let server = server::serve_until(listener, &handle, config, stop);
+    handover.ready();
     // The error is `()`: only a broken event-loop timer produces it.
-    core.run(server::serve(listener, &handle, config)).unwrap();
+    core.run(server).unwrap();
 }

@@ -54,10 +54,22 @@ pub struct Config {
 }
 
 /// Serves HTTP on `listener` until the event loop stops.
+#[allow(dead_code)] // main.rs serves until a signal; tests/http.rs calls this
 pub fn serve(
     listener: TcpListener,
     handle: &Handle,
     config: Config,
+) -> impl Future<Item = (), Error = ()> {
+    serve_until(listener, handle, config, future::empty())
+}
+
+/// Serves HTTP on `listener` until `stop` resolves, then stops accepting and
+/// resolves once the running connections have finished.
+pub fn serve_until(
+    listener: TcpListener,
+    handle: &Handle,
+    config: Config,
+    stop: impl Future<Item = (), Error = ()>,
 ) -> impl Future<Item = (), Error = ()> {
     let conn_handle = handle.clone();
     let accepts = listener
@@ -81,7 +93,7 @@ pub fn serve(
         accept: accept_stats,
         peers: peer_stats,
     });
-    server
+    server.with_graceful_shutdown(stop)
 }
 
 /// The counters `/stats` shows.
@@ -234,8 +246,11 @@ fn request_line(head: &[u8]) -> Option<(String, String)> {
 
 fn response(status: &str, content_length: usize, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        status, content_length, body
+        "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nX-Pid: {}\r\n\r\n{}",
+        status,
+        content_length,
+        std::process::id(),
+        body
     )
     .into_bytes()
 }

@@ -1,0 +1,14 @@
+//! Restarts without losing a client (feature `handover`, Unix): listening
+//! sockets taken from systemd or a predecessor ([`Inherited`]), and handed
+//! over to a successor process ([`Handover`]). The protocol is in
+//! `protocol.rs` (the decisions) and `successor.rs` (the other process),
+//! free of either runtime; `task.rs` makes futures of it for both stacks.
+
+mod inherit;
+mod protocol;
+mod successor;
+mod task;
+
+pub use self::inherit::{Inherited, Origin};
+pub use self::protocol::{Handover, HandoverError, Successor};
+pub use self::task::{HandingOver, ShutdownSignal};
