@@ -88,9 +88,9 @@ mod accept_error;
 mod bind;
 mod connection_io;
 mod ext;
-mod limit_open;
 #[cfg(all(feature = "handover", unix))]
 mod handover;
+mod limit_open;
 mod limit_per_peer;
 mod limits;
 mod listen;
@@ -103,11 +103,11 @@ pub mod tokio1;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
-pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 #[cfg(all(feature = "handover", unix))]
 pub use crate::handover::{
     HandingOver, Handover, HandoverError, Inherited, Origin, ShutdownSignal, Successor,
 };
+pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;

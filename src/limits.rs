@@ -12,6 +12,11 @@ use tokio_core::reactor::{Handle, Timeout};
 /// tasks on the event loop run.
 pub(crate) const POLL_BUDGET: usize = 64;
 
+/// The backlog of the listening sockets this crate binds, tokio-core's:
+/// `tk_listen::tokio1::DEFAULT_BACKLOG` (whose docs say why), the
+/// handover's binds and a `BindMany`'s from a handover.
+pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
+
 /// Panics unless `max_connections`, the cap of a `listen` (futures 0.1 or
 /// tokio 1), lets at least one connection run.
 pub(crate) fn check_max_connections(max_connections: usize) {

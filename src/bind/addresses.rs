@@ -14,7 +14,7 @@ use log::{error, info};
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::{Handle, Timeout};
 
-use super::set::AddressSet;
+use super::set::{AddressSet, Bound, Source};
 use super::Shared;
 use crate::limits::POLL_BUDGET;
 
@@ -61,8 +61,11 @@ where
         let mut changed = false;
         if let Some(addresses) = shared.poll_addresses() {
             let handle = &self.handle;
-            let bind = |requested| bind_one(requested, handle);
-            shared.set.replace(addresses, Instant::now(), bind);
+            shared
+                .set
+                .replace(addresses, Instant::now(), |requested, source| {
+                    bind_one(requested, source, handle)
+                });
             changed = true;
         }
         if !shared.ended {
@@ -143,7 +146,7 @@ impl<S> AddressTask<S> {
             }
         }
         let handle = &self.handle;
-        let bound = set.retry_due(now, |requested| bind_one(requested, handle));
+        let bound = set.retry_due(now, |requested, source| bind_one(requested, source, handle));
         match set.next_retry() {
             None => self.retry = None,
             Some(due) if self.retry.as_ref().is_some_and(|(armed, _)| *armed == due) => {}
@@ -154,11 +157,29 @@ impl<S> AddressTask<S> {
 }
 
 /// Binds one address of a `BindMany`, with tokio-core's
-/// `TcpListener::bind` (the options listed in `BindMany`'s docs).
-fn bind_one(requested: SocketAddr, handle: &Handle) -> io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(&requested, handle)?;
+/// `TcpListener::bind` (the options listed in `BindMany`'s docs), or takes
+/// its socket from the set's source (the same options, and tokio-core's
+/// backlog).
+fn bind_one(
+    requested: SocketAddr,
+    source: Option<&dyn Source>,
+    handle: &Handle,
+) -> io::Result<Bound<TcpListener>> {
+    let (listener, keep) = match source {
+        None => (TcpListener::bind(&requested, handle)?, None),
+        Some(source) => {
+            let (listener, keep) = source.listener(requested, crate::limits::DEFAULT_BACKLOG)?;
+            let local = listener.local_addr()?;
+            let listener = TcpListener::from_listener(listener, &local, handle)?;
+            (listener, Some(keep))
+        }
+    };
     let local = listener.local_addr()?;
-    Ok((listener, local))
+    Ok(Bound {
+        listener,
+        local,
+        keep,
+    })
 }
 
 /// A timer that fires at `due`, already polled once so that it wakes the

@@ -18,6 +18,9 @@ mod set;
 #[cfg(feature = "tokio1")]
 pub(crate) mod tokio1;
 
+#[cfg(all(feature = "handover", unix))]
+pub(crate) use self::set::{Keep, Source};
+
 /// A stream of connections accepted on a changing set of addresses.
 ///
 /// Made by [`BindMany::new`] from a stream of address lists (anything whose
@@ -281,6 +284,64 @@ impl<S> BindMany<S> {
     pub fn into_inner(self) -> S {
         let addresses = self.shared.borrow_mut().addresses.take();
         addresses.expect(ADDRESSES_TAKEN)
+    }
+}
+
+#[cfg(all(feature = "handover", unix))]
+impl<S> BindMany<S> {
+    /// Takes the sockets of the addresses from `handover` (feature
+    /// `handover`, Unix): the inherited socket of an address in the list
+    /// (from systemd or a predecessor, found as
+    /// [`Inherited::take_addr`](crate::Inherited::take_addr) finds it, port
+    /// 0 standing for any port on that IP), or a new one bound with the
+    /// same options; and hands the sockets listening at the time of a
+    /// handover on to the successor, whose `BindMany`, given the same
+    /// addresses, takes them over without a client refused or reset.
+    ///
+    /// A reload that removes an address closes its socket, as without a
+    /// handover; the successor no longer gets it.
+    /// [`Handover::ready`](crate::Handover::ready) waits until this stream
+    /// applied its first address list, so that the sockets inherited for
+    /// it are taken (not closed as unused) and the predecessor stops only
+    /// once they are. Call it before the stream is first polled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use std::time::Duration;
+    ///
+    /// use futures::sync::mpsc;
+    /// use futures::{Future, Stream};
+    /// use tk_listen::{BindMany, Handover, ListenExt};
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let handover = Handover::new();
+    /// let mut core = Core::new().unwrap();
+    /// let handle = core.handle();
+    /// let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
+    /// let http: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    /// let admin: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+    /// reload.unbounded_send(vec![http, admin]).unwrap();
+    ///
+    /// let mut listeners = BindMany::new(addresses, &handle);
+    /// listeners.handover(&handover);
+    /// let server = listeners
+    ///     .sleep_on_error(Duration::from_millis(100), &handle)
+    ///     .map(|(socket, _peer)| {
+    ///         tokio_io::io::write_all(socket, b"hello\n").then(|_| Ok(()))
+    ///     })
+    ///     .listen(1000)
+    ///     .with_graceful_shutdown(handover.shutdown_signal());
+    /// // Said once the addresses listen: the predecessor, if any, then stops.
+    /// handover.ready();
+    /// core.run(server).unwrap();
+    /// # drop(reload);
+    /// ```
+    pub fn handover(&mut self, handover: &crate::Handover) -> &mut Self {
+        let source = handover.bind_many_source();
+        self.shared.borrow_mut().set.set_source(source);
+        self
     }
 }
 

@@ -5,7 +5,10 @@
 //! hold one [`AddressSet`] and only poll and forward.
 //!
 //! The listener type `L` and the function that binds one address are the
-//! adapter's; what is documented on `crate::BindMany` is decided here.
+//! adapter's; what is documented on `crate::BindMany` is decided here. A
+//! [`Source`] (a `Handover`, feature `handover`) may give the addresses
+//! their sockets instead: the set hands it to the bind function and keeps
+//! what the source keeps of each socket as long as its address listens.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -27,6 +30,39 @@ pub(super) struct AddressSet<L> {
     next: usize,
     /// Results yielded since the accept side last returned "not ready".
     streak: usize,
+    /// Where the sockets come from, if not from the adapter's own bind.
+    source: Option<Box<dyn Source>>,
+}
+
+/// Gives the addresses of a set their listening sockets instead of the
+/// adapter's own bind: a `Handover` (feature `handover`), which takes the
+/// inherited socket of an address or binds one, and passes the sockets on
+/// to its successor.
+pub(crate) trait Source: Send {
+    /// The listening socket for `requested` (non-blocking), bound with
+    /// `backlog` unless it was inherited, and what keeps a copy of it for
+    /// the successor: the set drops it when the address leaves the set.
+    fn listener(
+        &self,
+        requested: SocketAddr,
+        backlog: u32,
+    ) -> io::Result<(std::net::TcpListener, Keep)>;
+
+    /// The set applied its first address list, or ended (called after
+    /// every list; only the first call counts). Dropping the source counts
+    /// as well.
+    fn applied(&self);
+}
+
+/// What a [`Source`] keeps of a socket while its address is in the set.
+pub(crate) type Keep = Box<dyn Send>;
+
+/// A bound address, from the adapter's bind function.
+pub(super) struct Bound<L> {
+    pub(super) listener: L,
+    pub(super) local: SocketAddr,
+    /// The source's copy of the socket, if a source gave it.
+    pub(super) keep: Option<Keep>,
 }
 
 /// One address of the set and what became of it.
@@ -39,12 +75,11 @@ enum State<L> {
     Listening {
         listener: L,
         local: SocketAddr,
+        /// Dropped with the listener: the socket then closes everywhere.
+        keep: Option<Keep>,
     },
     /// Binding failed `failures` times; the next try is due at `due`.
-    Retrying {
-        due: Instant,
-        failures: u32,
-    },
+    Retrying { due: Instant, failures: u32 },
 }
 
 impl<L> AddressSet<L> {
@@ -55,6 +90,7 @@ impl<L> AddressSet<L> {
             retry_interval: Duration::from_secs(1),
             next: 0,
             streak: 0,
+            source: None,
         }
     }
 
@@ -83,11 +119,12 @@ impl<L> AddressSet<L> {
     /// that stay (never rebound) and closing the others before anything new
     /// is bound (a new address may overlap a removed one: `0.0.0.0:80`
     /// replacing `127.0.0.1:80`). Each new address is bound once with
-    /// `bind`, even if it is listed several times.
+    /// `bind`, even if it is listed several times; `bind` is given the
+    /// source, if the set has one, which then hears that a list was applied.
     pub(super) fn replace<I, B>(&mut self, addresses: I, now: Instant, mut bind: B)
     where
         I: IntoIterator<Item = SocketAddr>,
-        B: FnMut(SocketAddr) -> io::Result<(L, SocketAddr)>,
+        B: FnMut(SocketAddr, Option<&dyn Source>) -> io::Result<Bound<L>>,
     {
         let mut wanted = Vec::new();
         let mut seen = HashSet::new();
@@ -105,15 +142,19 @@ impl<L> AddressSet<L> {
             }
         }
         let interval = self.retry_interval;
+        let source = self.source.as_deref();
         self.entries = wanted
             .into_iter()
             .map(|requested| {
                 kept.remove(&requested).unwrap_or_else(|| Entry {
                     requested,
-                    state: attempt(requested, bind(requested), 0, interval, now),
+                    state: attempt(requested, bind(requested, source), 0, interval, now),
                 })
             })
             .collect();
+        if let Some(source) = source {
+            source.applied();
+        }
     }
 
     /// Binds again, with `bind`, each address whose retry is due at `now`;
@@ -121,9 +162,10 @@ impl<L> AddressSet<L> {
     /// due one interval after `now`, so a zero interval doesn't loop here.
     pub(super) fn retry_due<B>(&mut self, now: Instant, mut bind: B) -> bool
     where
-        B: FnMut(SocketAddr) -> io::Result<(L, SocketAddr)>,
+        B: FnMut(SocketAddr, Option<&dyn Source>) -> io::Result<Bound<L>>,
     {
         let interval = self.retry_interval;
+        let source = self.source.as_deref();
         let mut bound = false;
         for entry in &mut self.entries {
             let State::Retrying { due, failures } = entry.state else {
@@ -133,7 +175,7 @@ impl<L> AddressSet<L> {
                 continue;
             }
             let requested = entry.requested;
-            entry.state = attempt(requested, bind(requested), failures, interval, now);
+            entry.state = attempt(requested, bind(requested, source), failures, interval, now);
             bound |= matches!(entry.state, State::Listening { .. });
         }
         bound
@@ -150,10 +192,14 @@ impl<L> AddressSet<L> {
             .min()
     }
 
-    /// Closes every listener and empties the set.
+    /// Closes every listener and empties the set (the source, if any,
+    /// hears it as an applied list).
     pub(super) fn clear(&mut self) {
         for entry in mem::take(&mut self.entries) {
             entry.close();
+        }
+        if let Some(source) = &self.source {
+            source.applied();
         }
     }
 
@@ -191,6 +237,14 @@ impl<L> AddressSet<L> {
     }
 }
 
+#[cfg(all(feature = "handover", unix))]
+impl<L> AddressSet<L> {
+    /// Takes the sockets of the addresses bound from now on from `source`.
+    pub(super) fn set_source(&mut self, source: Box<dyn Source>) {
+        self.source = Some(source);
+    }
+}
+
 /// The accept side had its share: it should let the other tasks run.
 #[derive(Debug)]
 pub(super) struct Yield;
@@ -199,8 +253,13 @@ impl<L> Entry<L> {
     /// Closes the listener, then logs that it is closed.
     fn close(self) {
         match self.state {
-            State::Listening { listener, local } => {
+            State::Listening {
+                listener,
+                local,
+                keep,
+            } => {
                 drop(listener);
+                drop(keep);
                 info!(
                     "stopped listening on {} (requested {})",
                     local, self.requested
@@ -215,13 +274,17 @@ impl<L> Entry<L> {
 /// entry, logged: listening, or a retry due one `interval` after `now`.
 fn attempt<L>(
     requested: SocketAddr,
-    bound: io::Result<(L, SocketAddr)>,
+    bound: io::Result<Bound<L>>,
     failures: u32,
     interval: Duration,
     now: Instant,
 ) -> State<L> {
     match bound {
-        Ok((listener, local)) => {
+        Ok(Bound {
+            listener,
+            local,
+            keep,
+        }) => {
             if failures == 0 {
                 info!("listening on {} (requested {})", local, requested);
             } else {
@@ -230,7 +293,11 @@ fn attempt<L>(
                     local, requested, failures
                 );
             }
-            State::Listening { listener, local }
+            State::Listening {
+                listener,
+                local,
+                keep,
+            }
         }
         Err(e) => {
             if failures == 0 {

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tokio::time::Sleep;
 
-use super::set::{AddressSet, Yield};
+use super::set::{AddressSet, Bound, Source, Yield};
 use crate::limits::POLL_BUDGET;
 use crate::tokio1::{bind_with_backlog, DEFAULT_BACKLOG};
 
@@ -216,6 +216,50 @@ impl<S> BindMany<S> {
     }
 }
 
+#[cfg(all(feature = "handover", unix))]
+impl<S> BindMany<S> {
+    /// Takes the sockets of the addresses from `handover`, and hands them
+    /// on to its successor, as [`crate::BindMany::handover`] does (feature
+    /// `handover`, Unix); addresses that are not inherited are bound with
+    /// this stream's [`backlog`](BindMany::backlog). Call it before the
+    /// stream is first polled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use std::time::Duration;
+    ///
+    /// use tk_listen::tokio1::{BindMany, Handover, ListenExt};
+    /// use tokio::io::AsyncWriteExt;
+    /// use tokio_stream::wrappers::WatchStream;
+    /// use tokio_stream::StreamExt;
+    ///
+    /// #[tokio::main]
+    /// async fn main() {
+    ///     let handover = Handover::new();
+    ///     let http: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    ///     let admin: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+    ///     let (_reload, addresses) = tokio::sync::watch::channel(vec![http, admin]);
+    ///     let mut listeners = BindMany::new(WatchStream::new(addresses));
+    ///     listeners.handover(&handover);
+    ///     let server = listeners
+    ///         .sleep_on_error(Duration::from_millis(100))
+    ///         .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
+    ///         .listen(1000)
+    ///         .with_graceful_shutdown(handover.shutdown_signal());
+    ///     // Said once the addresses listen: the predecessor, if any, then stops.
+    ///     handover.ready();
+    ///     server.await;
+    /// }
+    /// ```
+    pub fn handover(&mut self, handover: &crate::Handover) -> &mut Self {
+        let source = handover.bind_many_source();
+        self.shared.lock().set.set_source(source);
+        self
+    }
+}
+
 // The address stream is never pinned here: the first poll moves it into its
 // task, where it is pinned in a box.
 impl<S> Unpin for BindMany<S> {}
@@ -344,8 +388,11 @@ where
         let backlog = shared.backlog;
         let mut changed = false;
         if let Some(addresses) = latest {
-            let bind = |requested| bind_one(requested, backlog);
-            shared.set.replace(addresses, Instant::now(), bind);
+            shared
+                .set
+                .replace(addresses, Instant::now(), |requested, source| {
+                    bind_one(requested, source, backlog)
+                });
             changed = true;
         }
         changed |= this.retry_due_binds(&mut shared.set, backlog, cx);
@@ -379,7 +426,9 @@ impl<S> AddressTask<S> {
                 self.retry = None;
             }
         }
-        let bound = set.retry_due(now, |requested| bind_one(requested, backlog));
+        let bound = set.retry_due(now, |requested, source| {
+            bind_one(requested, source, backlog)
+        });
         match set.next_retry() {
             None => self.retry = None,
             Some(due) if self.retry.as_ref().is_some_and(|(armed, _)| *armed == due) => {}
@@ -395,9 +444,24 @@ impl<S> AddressTask<S> {
     }
 }
 
-/// Binds one address of a `BindMany`, with [`bind_with_backlog`].
-fn bind_one(requested: SocketAddr, backlog: u32) -> io::Result<(TcpListener, SocketAddr)> {
-    let listener = bind_with_backlog(requested, backlog)?;
+/// Binds one address of a `BindMany`, with [`bind_with_backlog`], or takes
+/// its socket from the set's source (bound with the same options).
+fn bind_one(
+    requested: SocketAddr,
+    source: Option<&dyn Source>,
+    backlog: u32,
+) -> io::Result<Bound<TcpListener>> {
+    let (listener, keep) = match source {
+        None => (bind_with_backlog(requested, backlog)?, None),
+        Some(source) => {
+            let (listener, keep) = source.listener(requested, backlog)?;
+            (TcpListener::from_std(listener)?, Some(keep))
+        }
+    };
     let local = listener.local_addr()?;
-    Ok((listener, local))
+    Ok(Bound {
+        listener,
+        local,
+        keep,
+    })
 }

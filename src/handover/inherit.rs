@@ -11,8 +11,10 @@ use std::process;
 
 use listenfd::ListenFd;
 use log::{error, info};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::successor::vars;
+use crate::limits::DEFAULT_BACKLOG;
 
 /// The listening sockets this process was given when it started, from
 /// [`Inherited::from_env`].
@@ -219,8 +221,11 @@ impl Inherited {
     }
 
     /// The inherited socket for `addr` ([`take_addr`](Inherited::take_addr)),
-    /// or else a new one bound to it (non-blocking and close-on-exec, as the
-    /// inherited ones). Convert it with tokio-core's
+    /// or else a new one bound to it: close-on-exec, with `SO_REUSEADDR`,
+    /// listening with a backlog of 1024 as tokio-core's `TcpListener::bind`
+    /// does (std's would be 128; socket2's
+    /// [`Socket::listen`](socket2::Socket::listen) says what the backlog is),
+    /// and non-blocking, as the inherited ones. Convert it with tokio-core's
     /// `TcpListener::from_listener(listener, &addr, &handle)`, or tokio 1's
     /// `TcpListener::from_std(listener)`.
     ///
@@ -237,20 +242,23 @@ impl Inherited {
     /// # drop(listener);
     /// ```
     pub fn take_or_bind(&mut self, addr: SocketAddr) -> io::Result<TcpListener> {
-        self.take_or_bind_named(addr).map(|(_, l)| l)
+        self.take_or_bind_named(addr, DEFAULT_BACKLOG)
+            .map(|(_, l)| l)
     }
 
+    /// The decision of [`take_or_bind`](Inherited::take_or_bind), for every
+    /// caller (a `Handover`'s listeners and a `BindMany`'s addresses): the
+    /// inherited socket with its name, or a new one listening with
+    /// `backlog`, named `unknown` as systemd names a socket without a name.
     pub(super) fn take_or_bind_named(
         &mut self,
         addr: SocketAddr,
+        backlog: u32,
     ) -> io::Result<(String, TcpListener)> {
         if let Some(found) = self.take_with(|_, l| addr_matches(&addr, l)) {
             return Ok(found);
         }
-        // std's sockets are close-on-exec from the start.
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(("unknown".to_string(), listener))
+        Ok(("unknown".to_string(), bind(addr, backlog)?))
     }
 
     /// Takes every socket not taken yet.
@@ -283,6 +291,21 @@ fn take_listener(fds: &mut ListenFd, i: usize) -> io::Result<TcpListener> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such descriptor"))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// A listening socket on `addr` made the way tokio-core and
+/// `tk_listen::tokio1::bind` make theirs: close-on-exec (socket2 creates
+/// it so), `SO_REUSEADDR` (so that a server restarted by hand binds while
+/// its predecessor's connections linger in `TIME_WAIT`), `backlog` (which
+/// Linux caps at `net.core.somaxconn`; above `i32::MAX` cut to it), then
+/// non-blocking.
+fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 fn addr_matches(wanted: &SocketAddr, listener: &TcpListener) -> bool {

@@ -2,8 +2,10 @@
 //! sockets taken from systemd or a predecessor ([`Inherited`]), and handed
 //! over to a successor process ([`Handover`]). The protocol is in
 //! `protocol.rs` (the decisions) and `successor.rs` (the other process),
-//! free of either runtime; `task.rs` makes futures of it for both stacks.
+//! free of either runtime; `task.rs` makes futures of it for both stacks;
+//! `bind_many.rs` gives a `BindMany`'s addresses their sockets.
 
+mod bind_many;
 mod inherit;
 mod protocol;
 mod successor;

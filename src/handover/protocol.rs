@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -18,6 +18,7 @@ use sd_notify::NotifyState;
 
 use super::inherit::Inherited;
 use super::successor::{self, READY};
+use crate::limits::DEFAULT_BACKLOG;
 
 /// The default of [`Handover::ready_timeout`].
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -177,6 +178,9 @@ impl Handover {
                 ready_timeout: DEFAULT_READY_TIMEOUT,
                 inherited,
                 listeners: Vec::new(),
+                sets: Vec::new(),
+                unapplied: 0,
+                ready_deferred: false,
                 predecessor,
                 state: State::Idle,
             })),
@@ -230,7 +234,8 @@ impl Handover {
 
     /// The inherited listening socket for `addr` (see
     /// [`Inherited::take_or_bind`], port 0 included), or a new one bound to
-    /// it; a copy is kept for the successor. The socket is non-blocking.
+    /// it with a backlog of 1024; a copy is kept for the successor. The
+    /// socket is non-blocking.
     ///
     /// # Examples
     ///
@@ -246,9 +251,49 @@ impl Handover {
     /// ```
     pub fn listener(&self, addr: SocketAddr) -> io::Result<TcpListener> {
         let mut shared = self.lock();
-        let (name, listener) = shared.inherited.take_or_bind_named(addr)?;
+        let (name, listener) = shared.inherited.take_or_bind_named(addr, DEFAULT_BACKLOG)?;
         shared.listeners.push((name, listener.try_clone()?));
         Ok(listener)
+    }
+
+    /// The socket of an address of a `BindMany` given this handover
+    /// ([`Handover::listener`]'s decision, with the `BindMany`'s
+    /// `backlog`), and the copy for the successor, which the `BindMany`
+    /// holds while the address is in its set: the handover only looks at
+    /// it, so that a reload that removes the address closes the socket.
+    pub(super) fn set_listener(
+        &self,
+        addr: SocketAddr,
+        backlog: u32,
+    ) -> io::Result<(TcpListener, Arc<Kept>)> {
+        let mut shared = self.lock();
+        let (name, listener) = shared.inherited.take_or_bind_named(addr, backlog)?;
+        let kept = Arc::new(Kept {
+            name,
+            listener: listener.try_clone()?,
+        });
+        shared.sets.retain(|kept| kept.strong_count() > 0);
+        shared.sets.push(Arc::downgrade(&kept));
+        Ok((listener, kept))
+    }
+
+    /// One more `BindMany` takes its sockets from this handover:
+    /// [`ready`](Handover::ready) waits for its first address list.
+    pub(super) fn set_added(&self) {
+        self.lock().unapplied += 1;
+    }
+
+    /// A `BindMany` given this handover applied its first address list
+    /// (or ended, or was dropped); the last one does a `ready` that was
+    /// deferred until then.
+    pub(super) fn set_applied(&self) {
+        let mut shared = self.lock();
+        shared.unapplied = shared.unapplied.saturating_sub(1);
+        if shared.unapplied == 0 && shared.ready_deferred {
+            shared.ready_deferred = false;
+            drop(shared);
+            self.ready_now();
+        }
     }
 
     /// Keeps a copy of `listener`, a listening socket obtained another way,
@@ -296,6 +341,11 @@ impl Handover {
     /// server did not take are closed now, logged at `warn`: nobody would
     /// accept their clients.
     ///
+    /// While a `BindMany` given this handover (`BindMany::handover`) has
+    /// not applied its first address list yet, all this waits for it (it
+    /// happens on the `BindMany`'s event loop or runtime, once the last one
+    /// applied its list): so `ready` can be called before the server runs.
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -304,6 +354,21 @@ impl Handover {
     /// handover.ready();
     /// ```
     pub fn ready(&self) {
+        {
+            let mut shared = self.lock();
+            if shared.unapplied > 0 {
+                info!(
+                    "ready once {} BindMany applied their first address list",
+                    shared.unapplied
+                );
+                shared.ready_deferred = true;
+                return;
+            }
+        }
+        self.ready_now();
+    }
+
+    fn ready_now(&self) {
         for (name, listener) in self.lock().inherited.take_all() {
             warn!(
                 "inherited socket {} ({:?}) not used: closed",
@@ -394,7 +459,15 @@ impl Handover {
                     return Err(HandoverError::Start(e));
                 }
             };
-            let (command, ours) = successor::command(program, &shared.args, &shared.listeners)?;
+            // The `BindMany`s' sockets as they are now; those of removed
+            // addresses are gone.
+            let sets: Vec<Arc<Kept>> = shared.sets.iter().filter_map(Weak::upgrade).collect();
+            let listeners = shared
+                .listeners
+                .iter()
+                .map(|(name, listener)| (name.as_str(), listener))
+                .chain(sets.iter().map(|kept| (kept.name.as_str(), &kept.listener)));
+            let (command, ours) = successor::command(program, &shared.args, listeners)?;
             (command, ours, shared.ready_timeout)
         };
         successor::start(command, ours, started, timeout)
@@ -420,6 +493,10 @@ impl fmt::Debug for Handover {
             .field("args", &shared.args)
             .field("ready_timeout", &shared.ready_timeout)
             .field("listeners", &shared.listeners.len())
+            .field(
+                "bind_many_listeners",
+                &shared.sets.iter().filter(|k| k.strong_count() > 0).count(),
+            )
             .field("inherited", &shared.inherited)
             .field("state", &shared.state)
             .finish()
@@ -468,9 +545,22 @@ struct Shared {
     inherited: Inherited,
     /// The listening sockets for the successor, with their names.
     listeners: Vec<(String, TcpListener)>,
+    /// The sockets of the `BindMany`s given this handover, held by them.
+    sets: Vec<Weak<Kept>>,
+    /// How many of them have not applied their first address list yet.
+    unapplied: usize,
+    /// `ready` was called while `unapplied > 0`.
+    ready_deferred: bool,
     /// Where to say `READY=1` to the predecessor.
     predecessor: Option<UnixStream>,
     state: State,
+}
+
+/// A copy of a `BindMany`'s listening socket for the successor, with the
+/// socket's name.
+pub(super) struct Kept {
+    name: String,
+    listener: TcpListener,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,34 +34,35 @@ pub(super) const READY: &[u8] = b"READY=1\n";
 /// The successor's command: `program` with `args`, the `listeners` at
 /// descriptors 3 and up, its end of the readiness socket after them, and
 /// the variables that describe them; and our end of the readiness socket.
-pub(super) fn command(
+pub(super) fn command<'a>(
     program: &Path,
     args: &[OsString],
-    listeners: &[(String, TcpListener)],
+    listeners: impl Iterator<Item = (&'a str, &'a TcpListener)>,
 ) -> Result<(Command, UnixStream), HandoverError> {
     let (ours, theirs) = UnixStream::pair().map_err(HandoverError::Io)?;
     let mut command = Command::new(program);
     command.args(args);
-    let mut mappings = Vec::with_capacity(listeners.len() + 1);
-    let mut names = Vec::with_capacity(listeners.len());
-    for (i, (name, listener)) in listeners.iter().enumerate() {
+    let mut mappings = Vec::new();
+    let mut names = Vec::new();
+    for (i, (name, listener)) in listeners.enumerate() {
         let copy = listener.try_clone().map_err(HandoverError::Start)?;
         mappings.push(FdMapping {
             parent_fd: OwnedFd::from(copy),
             child_fd: 3 + i as i32,
         });
-        names.push(name.as_str());
+        names.push(name);
     }
+    let count = names.len();
     mappings.push(FdMapping {
         parent_fd: OwnedFd::from(theirs),
-        child_fd: 3 + listeners.len() as i32,
+        child_fd: 3 + count as i32,
     });
     command
         .fd_mappings(mappings)
         .expect("descriptor numbers are distinct");
     command
         .env(vars::PARENT, process::id().to_string())
-        .env(vars::FDS, listeners.len().to_string())
+        .env(vars::FDS, count.to_string())
         .env(vars::NAMES, names.join(":"));
     Ok((command, ours))
 }

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// The backlog of [`bind`]: tokio-core's, where tokio's own
 /// `TcpListener::bind` listens with 128 (mio's, the standard library's).
-pub const DEFAULT_BACKLOG: u32 = 1024;
+pub const DEFAULT_BACKLOG: u32 = crate::limits::DEFAULT_BACKLOG;
 
 /// A stream of `accept()` results from a tokio 1 listener: each item is the
 /// new socket and the peer's address, or the error `accept()` returned.

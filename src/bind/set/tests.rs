@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{AddressSet, Yield};
+use super::{AddressSet, Bound, Source, Yield};
 use crate::limits::POLL_BUDGET;
 
 /// What happened, in order: `bind A`, `close A`.
@@ -35,8 +35,8 @@ fn addr(port: u16) -> SocketAddr {
 fn binder<'a>(
     journal: &'a Journal,
     busy: &'static [u16],
-) -> impl FnMut(SocketAddr) -> io::Result<(Probe, SocketAddr)> + 'a {
-    move |requested| {
+) -> impl FnMut(SocketAddr, Option<&dyn Source>) -> io::Result<Bound<Probe>> + 'a {
+    move |requested, _source| {
         journal.borrow_mut().push(format!("bind {}", requested));
         if busy.contains(&requested.port()) {
             return Err(io::Error::from(io::ErrorKind::AddrInUse));
@@ -49,7 +49,11 @@ fn binder<'a>(
             addr: requested,
             journal: journal.clone(),
         };
-        Ok((probe, local))
+        Ok(Bound {
+            listener: probe,
+            local,
+            keep: None,
+        })
     }
 }
 
