@@ -23,6 +23,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::backlog::accept_queue;
 use support::GENEROUS;
 
 /// The server of these tests, when this binary runs as a child process with
@@ -587,23 +588,6 @@ fn get(addr: SocketAddr) -> Result<u32, String> {
         .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         .map_err(|e| format!("write: {}", e))?;
     reply_pid(stream)
-}
-
-/// The length of the accept queue of the socket listening on `addr`, from
-/// `/proc/net/tcp` (a listening socket's `rx_queue`).
-fn accept_queue(addr: SocketAddr) -> Option<usize> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let local = format!("0100007F:{:04X}", addr.port());
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // local_address, rem_address, st (0A: LISTEN), tx_queue:rx_queue
-        if fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A") {
-            let rx = fields.get(4)?.split(':').nth(1)?;
-            usize::from_str_radix(rx, 16).ok()
-        } else {
-            None
-        }
-    })
 }
 
 /// The next message on the notify socket, without its trailing newline.

@@ -8,64 +8,17 @@
 
 mod support;
 
-use std::io;
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use support::backlog::{allow_descriptors, completed_handshakes, expected_handshakes};
 use tk_listen::tokio1::{bind, bind_with_backlog, BindMany};
 use tokio_stream::StreamExt;
-
-/// Far below the 1 s after which a dropped SYN is sent again, far above a
-/// handshake on loopback.
-const DROPPED: Duration = Duration::from_millis(300);
-
-/// Connects clients one at a time (each handshake done before the next
-/// starts) until one times out or `limit` are connected; returns how many
-/// completed. The clients stay open until it returns.
-fn completed_handshakes(addr: SocketAddr, limit: usize) -> usize {
-    let mut clients = Vec::new();
-    while clients.len() < limit {
-        match TcpStream::connect_timeout(&addr, DROPPED) {
-            Ok(client) => clients.push(client),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
-            Err(e) => panic!("connect to {}: {}", addr, e),
-        }
-    }
-    clients.len()
-}
-
-/// What the kernel makes of a backlog of `asked` (`listen` caps it at
-/// `net.core.somaxconn`): the number of handshakes it completes.
-fn expected_handshakes(asked: u32) -> usize {
-    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .expect("read net.core.somaxconn")
-        .trim()
-        .parse()
-        .expect("a number");
-    asked.min(somaxconn) as usize + 1
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Enough descriptors for a backlog of 1024 clients and some.
-fn allow_descriptors(count: u64) {
-    let (soft, hard) = rlimit::Resource::NOFILE.get().expect("RLIMIT_NOFILE");
-    if soft < count {
-        assert!(
-            hard >= count,
-            "RLIMIT_NOFILE hard limit {} < {}",
-            hard,
-            count
-        );
-        rlimit::Resource::NOFILE
-            .set(count, hard)
-            .expect("raise RLIMIT_NOFILE");
-    }
 }
 
 #[test]

@@ -18,6 +18,8 @@ use tokio_core::net::{TcpListener, TcpStream};
 use tokio_core::reactor::{Core, Handle, Timeout};
 
 #[cfg(target_os = "linux")]
+pub mod backlog;
+#[cfg(target_os = "linux")]
 pub mod emfile_child;
 pub mod logs;
 #[cfg(target_os = "linux")]
