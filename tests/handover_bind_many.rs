@@ -249,6 +249,39 @@ fn the_handovers_own_bind_listens_with_a_backlog_of_1024_and_so_reuseaddr() {
     assert_eq!(completed_handshakes(addr, 1100), expected_handshakes(1024));
 }
 
+/// Addresses a tokio 1 `BindMany` binds through a handover (not
+/// inherited) get the backlog it is given.
+#[test]
+fn a_tokio1_bind_many_with_a_handover_binds_with_its_backlog() {
+    use tokio_stream::StreamExt;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let addresses = tokio_stream::iter(vec![vec!["127.0.0.1:0".parse().unwrap()]])
+            .chain(tokio_stream::pending());
+        let mut listeners = tk_listen::tokio1::BindMany::new(addresses);
+        listeners.backlog(3).handover(&Handover::new());
+        // Poll until the address task bound the address; nothing connects
+        // before, so nothing is accepted.
+        let addr = tokio::time::timeout(GENEROUS, async {
+            loop {
+                let polled = tokio::time::timeout(Duration::from_millis(1), listeners.next());
+                assert!(polled.await.is_err(), "accepted a connection");
+                if let [addr] = listeners.local_addrs()[..] {
+                    return addr;
+                }
+            }
+        })
+        .await
+        .expect("bound");
+        // Blocking connects on the runtime's only thread: nothing accepts.
+        assert_eq!(completed_handshakes(addr, 100), expected_handshakes(3));
+    });
+}
+
 // ---- helpers ----
 
 fn child_args() -> [&'static str; 4] {
