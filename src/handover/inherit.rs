@@ -221,11 +221,10 @@ impl Inherited {
     }
 
     /// The inherited socket for `addr` ([`take_addr`](Inherited::take_addr)),
-    /// or else a new one bound to it: close-on-exec, with `SO_REUSEADDR`,
-    /// listening with a backlog of 1024 as tokio-core's `TcpListener::bind`
-    /// does (std's would be 128; socket2's
-    /// [`Socket::listen`](socket2::Socket::listen) says what the backlog is),
-    /// and non-blocking, as the inherited ones. Convert it with tokio-core's
+    /// or else a new one bound to it, with the options of a
+    /// [`Handover`](crate::Handover)'s binds (a backlog of 1024 and
+    /// `SO_REUSEADDR`), close-on-exec and non-blocking as the inherited
+    /// ones. Convert it with tokio-core's
     /// `TcpListener::from_listener(listener, &addr, &handle)`, or tokio 1's
     /// `TcpListener::from_std(listener)`.
     ///

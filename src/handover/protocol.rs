@@ -51,6 +51,17 @@ const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 ///    reaps it, and this process keeps serving; a later request may try
 ///    again.
 ///
+/// The sockets it binds itself (an address not inherited) are made as
+/// tokio-core's `TcpListener::bind` and [`tokio1::bind`](crate::tokio1::bind)
+/// make theirs: close-on-exec, `SO_REUSEADDR`, and a backlog of 1024 where
+/// std's `TcpListener::bind` would give 128 ([the
+/// backlog](crate::tokio1::incoming#the-backlog) says what it is for).
+///
+/// A [`BindMany`](crate::BindMany) (either stack) takes its sockets from a
+/// handover with `BindMany::handover`: the inherited socket for each
+/// address of its list, and at a handover the successor gets the sockets
+/// it listens on then.
+///
 /// One handover at a time: a request while one runs is logged at `warn` and
 /// refused ([`HandoverError::Busy`]), as is one after a handover succeeded
 /// ([`HandoverError::Done`]). Nothing of this runs per connection.
