@@ -98,7 +98,7 @@ pub use crate::ext::ListenExt;
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;
-pub use crate::stats::{AcceptStats, ListenStats};
+pub use crate::stats::{AcceptStats, DurationHistogram, ListenStats};
 pub use crate::take_until::TakeUntil;
 
 /// The README's code blocks, compiled as doctests.
