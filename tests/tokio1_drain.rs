@@ -100,7 +100,7 @@ fn drains(flavour: Flavour, slots: usize, idle_count: usize, busy: bool) {
         for started in started {
             started.await.unwrap();
         }
-        assert_eq!(stats.running() >= idle_count as u64, true, "{:?}", stats);
+        assert!(stats.running() >= idle_count as u64, "{:?}", stats);
         drain.begin();
         server.await.unwrap();
         assert_eq!(stats.running(), 0, "{:?}: {:?}", flavour, stats);
