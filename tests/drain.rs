@@ -13,7 +13,7 @@ use futures::future::{self, Empty, Future};
 use futures::sync::oneshot;
 use futures::{stream, Async, Stream};
 use tk_listen::{Drain, ListenExt};
-use tokio_core::reactor::Core;
+use tokio_core::reactor::{Core, Timeout};
 
 use support::{poll_future_once, spawn, CountingNotify, GENEROUS};
 
@@ -148,6 +148,16 @@ fn each_connection_is_told_once() {
     assert_eq!(told.get(), 1);
 }
 
+/// Runs `server` on `core`, failing the test after [`GENEROUS`].
+fn run_bounded<F: Future<Item = ()>>(core: &mut Core, server: F) {
+    let give_up = Timeout::new(GENEROUS, &core.handle()).unwrap();
+    match core.run(server.select2(give_up)) {
+        Ok(future::Either::A(_)) => {}
+        Ok(future::Either::B(_)) => panic!("not finished after {:?}", GENEROUS),
+        Err(_) => panic!("failed"),
+    }
+}
+
 /// `connections`, then a shutdown signal fired by the stream once they are
 /// all taken, then nothing.
 fn then_stop(
@@ -184,7 +194,7 @@ fn the_drain_deadline_drops_what_is_left_counts_it_as_aborted_and_resolves() {
         .drain_deadline(deadline, &handle);
     let stats = server.stats();
     let begun = Instant::now();
-    core.run(server).unwrap();
+    run_bounded(&mut core, server);
     let took = begun.elapsed();
     assert!(took >= deadline, "resolved after {:?}", took);
     assert!(took < GENEROUS, "resolved after {:?}", took);
@@ -221,7 +231,7 @@ fn a_drain_that_ends_before_its_deadline_resolves_at_once() {
         .drain_deadline(GENEROUS * 100, &handle);
     let stats = server.stats();
     let begun = Instant::now();
-    core.run(server).unwrap();
+    run_bounded(&mut core, server);
     assert!(begun.elapsed() < GENEROUS, "waited for the deadline");
     assert_eq!(told.get(), 10);
     assert_eq!(
