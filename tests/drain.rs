@@ -149,10 +149,10 @@ fn each_connection_is_told_once() {
 }
 
 /// Runs `server` on `core`, failing the test after [`GENEROUS`].
-fn run_bounded<F: Future<Item = ()>>(core: &mut Core, server: F) {
+fn run_bounded<F: Future>(core: &mut Core, server: F) -> F::Item {
     let give_up = Timeout::new(GENEROUS, &core.handle()).unwrap();
     match core.run(server.select2(give_up)) {
-        Ok(future::Either::A(_)) => {}
+        Ok(future::Either::A((item, _))) => item,
         Ok(future::Either::B(_)) => panic!("not finished after {:?}", GENEROUS),
         Err(_) => panic!("failed"),
     }
@@ -194,7 +194,13 @@ fn the_drain_deadline_drops_what_is_left_counts_it_as_aborted_and_resolves() {
         .drain_deadline(deadline, &handle);
     let stats = server.stats();
     let begun = Instant::now();
-    run_bounded(&mut core, server);
+    // Read as it resolves, before it is dropped (which would abort them too).
+    let at_the_end = stats.clone();
+    let counts = run_bounded(
+        &mut core,
+        server.map(move |()| (at_the_end.aborted(), at_the_end.running())),
+    );
+    assert_eq!(counts, (10, 0));
     let took = begun.elapsed();
     assert!(took >= deadline, "resolved after {:?}", took);
     assert!(took < GENEROUS, "resolved after {:?}", took);
