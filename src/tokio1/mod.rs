@@ -83,11 +83,12 @@ pub use self::incoming::{bind, bind_with_backlog, incoming, Incoming, DEFAULT_BA
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
-pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
-pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
+pub use crate::drain::tokio1::{Drain, Watch};
 /// The handover's types work on both stacks: its futures are
 /// `std::future::Future`s too.
 #[cfg(all(feature = "handover", unix))]
 pub use crate::handover::{
     HandingOver, Handover, HandoverError, Inherited, Origin, ShutdownSignal, Successor,
 };
+pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
+pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
