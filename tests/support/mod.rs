@@ -22,6 +22,7 @@ pub mod emfile_child;
 pub mod logs;
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod prometheus;
 #[cfg(target_os = "linux")]
 pub mod queue;
 
