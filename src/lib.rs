@@ -102,7 +102,7 @@ pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::metrics::Metrics;
 pub use crate::queue::{AcceptQueue, ListenDrops, QueueLength};
 pub use crate::sleep_on_error::SleepOnError;
-pub use crate::stats::{AcceptStats, ListenStats};
+pub use crate::stats::{AcceptStats, DurationHistogram, ListenStats};
 pub use crate::take_until::TakeUntil;
 
 /// The README's code blocks, compiled as doctests.

@@ -5,7 +5,7 @@ use futures::{executor, Async, Future, IntoFuture, Poll, Stream};
 use log::info;
 
 use crate::limits::{check_max_connections, yield_to_other_tasks, POLL_BUDGET};
-use crate::stats::ListenStats;
+use crate::stats::{Clock, ListenStats};
 
 use self::pool::{Pool, Wakeups, STREAM};
 
@@ -30,8 +30,9 @@ mod pool;
 /// # Forced shutdown
 ///
 /// Dropping a `Listen` drops its stream (closing the listener) and every
-/// connection still running. To stop at once on a signal, race the server
-/// against it with `select`:
+/// connection still running, which its [`stats`](Listen::stats) count as
+/// [`aborted`](ListenStats::aborted). To stop at once on a signal, race the
+/// server against it with `select`:
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -285,6 +286,7 @@ where
         // that a flood of short connections can't keep this loop going for as
         // long as clients arrive.
         let mut budget = POLL_BUDGET;
+        let mut clock = Clock::default();
         self.wakeups.take(&mut self.woken);
         let mut handled = 0;
         for &id in &self.woken {
@@ -294,7 +296,7 @@ where
             handled += 1;
             if id == STREAM {
                 self.stream_may_be_ready = true;
-            } else if self.connections.poll(id, &self.wakeups) {
+            } else if self.connections.poll(id, &self.wakeups, &mut clock) {
                 budget -= 1;
             }
         }
@@ -309,7 +311,7 @@ where
                 Async::Ready(Some(connection)) => {
                     budget -= 1;
                     let future = connection.into_future();
-                    self.connections.start(future, &self.wakeups);
+                    self.connections.start(future, &self.wakeups, &mut clock);
                 }
                 Async::Ready(None) => self.stream_ended = true,
                 // It will wake this task with the id `STREAM`.

@@ -56,8 +56,10 @@ where
     /// `finished` counts outputs that are `()` or `Ok`, `failed` the `Err`
     /// outputs (see [`ConnectionOutput`](super::ConnectionOutput)) and the
     /// tasks a shutting-down runtime cancelled, `panicked` the connections
-    /// that panicked. Connections aborted because this future was dropped
-    /// stay counted in `running`.
+    /// that panicked, `aborted` those whose tasks were aborted because this
+    /// future was dropped or the [drain deadline](Listen::drain_deadline)
+    /// passed; `running` is then 0. A task that ends as it is aborted is
+    /// counted once, as whichever came first.
     ///
     /// # Examples
     ///

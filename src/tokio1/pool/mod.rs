@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use self::tasks::Tasks;
 pub(super) use self::tasks::{run, Report};
 use crate::limits::{check_max_connections, POLL_BUDGET};
-use crate::stats::ListenStats;
+use crate::stats::{Clock, ListenStats};
 
 mod tasks;
 
@@ -105,6 +105,7 @@ where
         }
 
         let (mut ended, mut started) = (0, 0);
+        let mut clock = Clock::default();
         loop {
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the
@@ -114,7 +115,8 @@ where
                 }
                 match Pin::new(stream).poll_next(cx) {
                     Poll::Ready(Some(connection)) => {
-                        self.tasks.start(|report| spawn(connection, report));
+                        self.tasks
+                            .start(clock.now(), |report| spawn(connection, report));
                         started += 1;
                     }
                     Poll::Ready(None) => self.stop_accepting("the accept stream ended"),
