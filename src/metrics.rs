@@ -30,6 +30,8 @@ use crate::{AcceptStats, ListenStats, PeerStats};
 /// | `tk_listen_connections_finished_total` | counter | connections whose future resolved `Ok` | [`ListenStats::finished`] | `kestrel.connection.duration` without `error.type` |
 /// | `tk_listen_connections_failed_total` | counter | ... resolved `Err` | [`ListenStats::failed`] | `kestrel.connection.duration` with `error.type` |
 /// | `tk_listen_connections_panicked_total` | counter | ... panicked | [`ListenStats::panicked`] | |
+/// | `tk_listen_connections_aborted_total` | counter | ... dropped unfinished (server dropped, drain deadline) | [`ListenStats::aborted`] | |
+/// | `tk_listen_connection_duration_seconds` | histogram | how long connections ran, start to end, every outcome | [`ListenStats::durations`] | `kestrel.connection.duration` |
 /// | `tk_listen_accepted_total` | counter | connections accepted | [`AcceptStats::accepted`] | |
 /// | `tk_listen_accept_errors_skipped_total` | counter | per-connection `accept()` errors skipped | [`AcceptStats::skipped`] | |
 /// | `tk_listen_accept_pauses_total` | counter | pauses on `EMFILE` and friends | [`AcceptStats::pauses`] | |
@@ -242,6 +244,19 @@ fn listen_metrics(page: &mut Page<'_, '_>, stats: &ListenStats) -> fmt::Result {
         "connections_panicked_total",
         "Connections whose future panicked.",
         stats.panicked(),
+    )?;
+    page.counter(
+        "connections_aborted_total",
+        "Connections dropped unfinished: the server was dropped, or the drain deadline passed.",
+        stats.aborted(),
+    )?;
+    let durations = stats.durations();
+    page.histogram(
+        "connection_duration_seconds",
+        "How long connections ran, from start to end, whatever their outcome.",
+        durations.buckets(),
+        durations.sum(),
+        durations.count(),
     )
 }
 
@@ -345,7 +360,6 @@ impl Page<'_, '_> {
     /// A histogram of durations: `buckets` are (upper bound, cumulative
     /// count) in increasing order, the last one's bound `Duration::MAX`
     /// (`+Inf`); `sum` and `count` over every observation.
-    #[allow(dead_code)] // for `ListenStats::durations()`
     fn histogram(
         &mut self,
         name: &str,

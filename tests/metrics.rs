@@ -45,6 +45,39 @@ fn wait_for(stats: &ListenStats, what: &str, done: impl Fn(&ListenStats) -> bool
     }
 }
 
+/// The page's histogram of durations is the server's: its count is every
+/// connection that ended, each of its buckets the reading's, and the sum in
+/// seconds.
+fn assert_durations_match(samples: &[String], stats: &ListenStats) {
+    let name = "tk_listen_connection_duration_seconds";
+    let count_name = format!("{}_count", name);
+    assert_eq!(type_of(samples, &count_name).as_deref(), Some("histogram"));
+    let durations = stats.durations();
+    let ended = stats.finished() + stats.failed() + stats.panicked() + stats.aborted();
+    assert_eq!(value(samples, &count_name), Some(ended as f64));
+    for (bound, count) in durations.buckets() {
+        let le = if bound == Duration::MAX {
+            "+Inf".to_string()
+        } else {
+            bound.as_secs_f64().to_string()
+        };
+        let bucket = format!("{}_bucket{{le=\"{}\"}}", name, le);
+        assert_eq!(
+            value(samples, &bucket),
+            Some(count as f64),
+            "{}: {:?}",
+            bucket,
+            samples
+        );
+    }
+    let sum = value(samples, &format!("{}_sum", name)).unwrap();
+    assert!(
+        (sum - durations.sum().as_secs_f64()).abs() < 1e-9,
+        "sum {}",
+        sum
+    );
+}
+
 /// Sends the byte a connection of these servers waits for, and reads the
 /// answer to its end.
 fn finish(mut client: net::TcpStream) {
@@ -135,15 +168,29 @@ fn the_page_of_a_full_futures_server_parses_and_shows_who_runs_and_who_waits() {
         Some(3.0)
     );
     assert_eq!(value(&samples, "tk_listen_queued_connections"), Some(0.0));
+    assert_durations_match(&samples, &stats);
+    // A connection still running when the server is dropped is aborted.
+    let _unfinished = connect(addr);
+    wait_for(&stats, "1 running", |stats| stats.running() == 1);
     server.shutdown().unwrap();
 
     // The listener is closed: the queue's lines are left out, the rest stays.
     let samples = parse(&metrics.to_string());
     assert_eq!(value(&samples, "tk_listen_queued_connections"), None);
-    assert_eq!(
-        value(&samples, "tk_listen_connections_finished_total"),
-        Some(3.0)
-    );
+    for (name, expected) in [
+        ("tk_listen_connections_finished_total", 3.0),
+        ("tk_listen_connections_aborted_total", 1.0),
+        ("tk_listen_connections_running", 0.0),
+    ] {
+        assert_eq!(
+            value(&samples, name),
+            Some(expected),
+            "{}: {:?}",
+            name,
+            samples
+        );
+    }
+    assert_durations_match(&samples, &stats);
 }
 
 #[test]
@@ -259,5 +306,6 @@ fn the_page_of_a_full_tokio1_server_parses_and_shows_who_runs_and_who_waits() {
         value(&samples, "tk_listen_connections_finished_total"),
         Some(3.0)
     );
+    assert_durations_match(&samples, &stats);
     drop(runtime);
 }
