@@ -28,7 +28,9 @@ use std::io;
 ///
 /// Linux only: it asks the kernel's socket diagnostics (`sock_diag`
 /// netlink, what `ss -lt` shows as `Recv-Q` and `Send-Q`) in the calling
-/// process's network namespace. Other systems have no such query for a
+/// process's network namespace, through a netlink socket of its own that
+/// the handle and its clones keep open (one descriptor, so that reading
+/// works while the process is out of descriptors and the server paused). Other systems have no such query for a
 /// listening socket (FreeBSD's `kern.ipc.soacceptqueue` is the system-wide
 /// limit, macOS's `netstat -L` reads kernel memory); there
 /// [`of`](AcceptQueue::of) returns an error of kind `Unsupported`. Unix
@@ -53,6 +55,10 @@ use std::io;
 pub struct AcceptQueue {
     inode: u64,
     family: u8,
+    /// The netlink socket the queries go through, opened by `of` and kept
+    /// (shared by the clones), so that a reading needs no new descriptor
+    /// when the process has none left: that is when clients queue most.
+    diag: std::sync::Arc<imp::Diag>,
 }
 
 /// What [`AcceptQueue::read`] found: the clients waiting in the accept queue
@@ -99,14 +105,14 @@ impl AcceptQueue {
     /// tokio 1's or std's `TcpListener`, or any descriptor of one).
     ///
     /// Asks the kernel once, to check that the descriptor is a listening TCP
-    /// socket; the handle keeps no descriptor (see the type's docs).
+    /// socket; the handle keeps no descriptor of it (see the type's docs),
+    /// only its own netlink socket.
     ///
     /// # Errors
     ///
     /// `Unsupported` on systems other than Linux; `InvalidInput` if the
-    /// descriptor is not a listening TCP socket; the error of the query if
-    /// it fails (e.g. `EMFILE`: each query opens a netlink socket for its
-    /// duration).
+    /// descriptor is not a listening TCP socket; the error of opening the
+    /// netlink socket (e.g. `EMFILE`) or of the query.
     #[cfg(unix)]
     pub fn of<L: std::os::unix::io::AsRawFd>(listener: &L) -> io::Result<AcceptQueue> {
         imp::of(listener.as_raw_fd())
@@ -116,9 +122,9 @@ impl AcceptQueue {
     /// may.
     ///
     /// A few microseconds: one netlink request listing the listening TCP
-    /// sockets of the socket's address family (a few dozen on most hosts),
-    /// opened and closed per call. It blocks for that long, so calling it
-    /// from a scrape handler on the event loop is fine.
+    /// sockets of the socket's address family (a few dozen on most hosts).
+    /// It blocks for that long, so calling it from a scrape handler on the
+    /// event loop is fine; readings from several threads take turns.
     ///
     /// # Errors
     ///
@@ -188,6 +194,7 @@ mod imp {
     use std::io;
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::io::RawFd;
+    use std::sync::{Arc, Mutex};
 
     use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
@@ -217,13 +224,38 @@ mod imp {
     /// A dump ends with `NLMSG_DONE`; this bounds the loop all the same.
     const MOST_DATAGRAMS: usize = 100_000;
 
+    /// The netlink socket of an [`AcceptQueue`] and its clones; one query
+    /// at a time goes through it.
+    pub(super) struct Diag {
+        channel: Mutex<Channel>,
+    }
+
+    struct Channel {
+        socket: Socket,
+        /// The sequence number of the latest query: the answers of an
+        /// earlier one that was cut short are skipped by theirs.
+        sequence: u32,
+    }
+
     pub(super) fn of(fd: RawFd) -> io::Result<AcceptQueue> {
         // The socket's inode, through the descriptor's entry in /proc: a
         // `stat` of a path, no descriptor kept or duplicated.
         let inode = std::fs::metadata(format!("/proc/self/fd/{}", fd))?.ino();
+        let socket = Socket::new(NETLINK_SOCK_DIAG)?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        let diag = Arc::new(Diag {
+            channel: Mutex::new(Channel {
+                socket,
+                sequence: 0,
+            }),
+        });
         for family in [AF_INET, AF_INET6] {
-            if find(family, inode)?.is_some() {
-                return Ok(AcceptQueue { inode, family });
+            if find(&diag, family, inode)?.is_some() {
+                return Ok(AcceptQueue {
+                    inode,
+                    family,
+                    diag,
+                });
             }
         }
         Err(io::Error::new(
@@ -233,7 +265,7 @@ mod imp {
     }
 
     pub(super) fn read(queue: &AcceptQueue) -> io::Result<QueueLength> {
-        find(queue.family, queue.inode)?.ok_or_else(|| {
+        find(&queue.diag, queue.family, queue.inode)?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "the listening socket of this AcceptQueue is closed",
@@ -243,10 +275,13 @@ mod imp {
 
     /// The queue of the listening TCP socket `inode` of `family`, if there
     /// is one.
-    fn find(family: u8, inode: u64) -> io::Result<Option<QueueLength>> {
-        let socket = Socket::new(NETLINK_SOCK_DIAG)?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        socket.send(&request(family), 0)?;
+    fn find(diag: &Diag, family: u8, inode: u64) -> io::Result<Option<QueueLength>> {
+        // A query cut short (by an error, or a reader that panicked) leaves
+        // answers behind; the sequence numbers tell them apart.
+        let mut channel = diag.channel.lock().unwrap_or_else(|p| p.into_inner());
+        channel.sequence = channel.sequence.wrapping_add(1);
+        let (socket, sequence) = (&channel.socket, channel.sequence);
+        socket.send(&request(family, sequence), 0)?;
         let mut found = None;
         let mut datagram = Vec::with_capacity(RECEIVE_BUFFER);
         for _ in 0..MOST_DATAGRAMS {
@@ -261,7 +296,12 @@ mod imp {
                 if len < HEADER_LEN || len > rest.len() {
                     return Err(super::invalid_data("sock_diag: bad message length"));
                 }
-                match u16::from_ne_bytes([rest[4], rest[5]]) {
+                let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+                if u32_at(rest, 8) != sequence {
+                    rest = &rest[((len + 3) & !3).min(rest.len())..];
+                    continue;
+                }
+                match kind {
                     NLMSG_DONE => return Ok(found),
                     NLMSG_ERROR => {
                         let errno = i32::from_ne_bytes(bytes4(rest, HEADER_LEN));
@@ -286,12 +326,12 @@ mod imp {
     }
 
     /// A dump request for the TCP sockets of `family` in state `LISTEN`.
-    fn request(family: u8) -> Vec<u8> {
+    fn request(family: u8, sequence: u32) -> Vec<u8> {
         let mut request = Vec::with_capacity(HEADER_LEN + REQUEST_LEN);
         request.extend_from_slice(&((HEADER_LEN + REQUEST_LEN) as u32).to_ne_bytes());
         request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
         request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        request.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+        request.extend_from_slice(&sequence.to_ne_bytes());
         request.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
         request.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]); // no extensions, padding
         request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
@@ -319,6 +359,9 @@ mod imp {
     use super::{AcceptQueue, ListenDrops, QueueLength};
 
     pub(super) const AF_INET6: u8 = 0;
+
+    /// Never made: there is no query to keep a socket for.
+    pub(super) struct Diag;
 
     fn unsupported() -> io::Error {
         io::Error::new(
