@@ -79,8 +79,25 @@ pub fn serve_with_metrics(
     handle: &Handle,
     config: Config,
 ) -> impl Future<Item = (), Error = ()> {
-    // Read from the kernel at each scrape; the handle keeps no descriptor.
-    // `None` on systems other than Linux: the page has no queue then.
+    let (server, metrics) = server_and_metrics(listener, handle, config);
+    match metrics_listener {
+        None => Either::A(server),
+        Some(metrics_listener) => {
+            let scrapes = metrics_server(metrics_listener, metrics, handle, config.deadline);
+            Either::B(server.select(scrapes).map(|_| ()).map_err(|_| ()))
+        }
+    }
+}
+
+/// The server of [`serve`] and its metrics page, for a caller that shows
+/// the page its own way (`benches/overload.rs` samples it).
+pub fn server_and_metrics(
+    listener: TcpListener,
+    handle: &Handle,
+    config: Config,
+) -> (impl Future<Item = (), Error = ()>, Metrics) {
+    // Read from the kernel at each scrape; the handle keeps no descriptor
+    // of the listener. `None` on systems other than Linux: no queue then.
     let queue = AcceptQueue::of(&listener).ok();
     let conn_handle = handle.clone();
     let accepts = listener
@@ -107,13 +124,7 @@ pub fn serve_with_metrics(
         metrics = metrics.queue(queue);
     }
     let _ = page.set(metrics.clone());
-    match metrics_listener {
-        None => Either::A(server),
-        Some(metrics_listener) => {
-            let scrapes = metrics_server(metrics_listener, metrics, handle, config.deadline);
-            Either::B(server.select(scrapes).map(|_| ()).map_err(|_| ()))
-        }
-    }
+    (server, metrics)
 }
 
 /// The metrics listener's server: each connection is answered the page.
