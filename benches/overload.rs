@@ -207,6 +207,8 @@ fn chart(samples: &[Sample], output: &Path) -> Result<(), Box<dyn std::error::Er
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .label_style((FONT, 13))
+        .x_label_formatter(&|v| format!("{:.0}", v))
+        .y_label_formatter(&|v| format!("{:.0}", v))
         .x_desc("seconds")
         .y_desc("connections")
         .draw()?;
