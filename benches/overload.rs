@@ -185,6 +185,9 @@ fn report(samples: &[Sample]) {
     println!("wrote {}", svg.display());
 }
 
+/// A line of the chart: its label, colour and points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
 fn chart(samples: &[Sample], output: &Path) -> Result<(), Box<dyn std::error::Error>> {
     const FONT: &str = "sans-serif";
     let top = samples
@@ -230,7 +233,7 @@ fn chart(samples: &[Sample], output: &Path) -> Result<(), Box<dyn std::error::Er
         };
         (samples[i].rejected_total - before) / SAMPLE.as_secs_f64()
     };
-    let series: [(&str, RGBColor, Vec<(f64, f64)>); 3] = [
+    let series: [Series<'_>; 3] = [
         (
             "running connections",
             RGBColor(0x1f, 0x77, 0xb4),

@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{self, Read, Write};
-use std::net::{self, SocketAddr};
+use std::net;
 use std::sync::mpsc;
 
 use futures::{Future, Stream};
