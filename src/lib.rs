@@ -82,6 +82,7 @@
 
 mod accept_error;
 mod bind;
+mod drain;
 mod ext;
 mod limit_per_peer;
 mod limits;
@@ -96,6 +97,7 @@ mod take_until;
 pub mod tokio1;
 
 pub use crate::bind::BindMany;
+pub use crate::drain::{Drain, Watch};
 pub use crate::ext::ListenExt;
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};

@@ -73,3 +73,4 @@ pub use self::incoming::{incoming, Incoming};
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
+pub use crate::drain::tokio1::{Drain, Watch};
