@@ -82,8 +82,10 @@
 
 mod accept_error;
 mod bind;
+mod connection_io;
 mod drain;
 mod ext;
+mod limit_open;
 mod limit_per_peer;
 mod limits;
 mod listen;
@@ -99,6 +101,7 @@ pub mod tokio1;
 pub use crate::bind::BindMany;
 pub use crate::drain::{Drain, Watch};
 pub use crate::ext::ListenExt;
+pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::metrics::Metrics;

@@ -21,6 +21,8 @@ use tokio_core::reactor::{Core, Handle, Timeout};
 pub mod emfile_child;
 pub mod logs;
 #[cfg(target_os = "linux")]
+pub mod loopback;
+#[cfg(target_os = "linux")]
 pub mod process;
 pub mod prometheus;
 #[cfg(target_os = "linux")]
@@ -349,5 +351,34 @@ where
     match core.run(bound.select2(timeout)) {
         Ok(futures::future::Either::A((bound, _))) => bound,
         _ => panic!("{} addresses not bound in time", count),
+    }
+}
+
+/// A blocking client connected to `server` from 127.0.0.`host`, with
+/// generous timeouts (Linux only, see [`loopback`]).
+#[cfg(target_os = "linux")]
+pub fn connect_from(host: u8, server: SocketAddr) -> net::TcpStream {
+    let source = std::net::Ipv4Addr::new(127, 0, 0, host);
+    let stream = loopback::connect_from_ip(source, server, GENEROUS);
+    stream.set_read_timeout(Some(GENEROUS)).unwrap();
+    stream.set_write_timeout(Some(GENEROUS)).unwrap();
+    stream
+}
+
+/// Was the client let through (it reads `hello\n`), or closed at once (it
+/// reads the end of the stream, or a reset)? Anything else fails the test.
+pub fn let_through(client: &mut net::TcpStream) -> bool {
+    let mut reply = [0; 6];
+    match client.read(&mut reply) {
+        Ok(0) => false,
+        Ok(n) => {
+            client
+                .read_exact(&mut reply[n..])
+                .expect("the rest of hello");
+            assert_eq!(&reply, b"hello\n");
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => false,
+        Err(e) => panic!("no reply and no close: {}", e),
     }
 }
