@@ -195,7 +195,11 @@ fn a_busy_address_is_retried_until_it_binds() {
             .collect();
         assert_eq!(levels[0], Level::Error, "{:?}", levels);
         assert_eq!(levels.iter().filter(|l| **l == Level::Error).count(), 1);
-        assert!(levels[1..].iter().all(|l| *l == Level::Debug), "{:?}", levels);
+        assert!(
+            levels[1..].iter().all(|l| *l == Level::Debug),
+            "{:?}",
+            levels
+        );
     }
 }
 
