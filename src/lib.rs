@@ -80,6 +80,9 @@
 //!   [`Inherited`] takes the listening sockets given by systemd socket
 //!   activation or by a predecessor; [`Handover`] hands them to a successor
 //!   process on request (e.g. `SIGHUP`), on both stacks.
+//! - `accept-queue` (off by default, Linux): [`AcceptQueue`] reads the
+//!   clients waiting in a listener's accept queue from the kernel, for
+//!   [`Metrics`]; it brings in `netlink-sys`.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -95,6 +98,8 @@ mod limit_open;
 mod limit_per_peer;
 mod limits;
 mod listen;
+mod metrics;
+mod queue;
 mod shutdown;
 mod sleep_on_error;
 mod stats;
@@ -112,6 +117,8 @@ pub use crate::handover::{
 pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
+pub use crate::metrics::Metrics;
+pub use crate::queue::{AcceptQueue, ListenDrops, QueueLength};
 pub use crate::sleep_on_error::SleepOnError;
 pub use crate::stats::{AcceptStats, DurationHistogram, ListenStats};
 pub use crate::take_until::TakeUntil;

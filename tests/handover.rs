@@ -52,7 +52,7 @@ fn handover_server_child() {
         deadline: Duration::from_secs(30),
     };
     // Signal handlers first: the tests signal as soon as this line is out.
-    let server = server::serve_until(listener, &handle, config, handover.shutdown_signal());
+    let server = server::serve_until(listener, None, &handle, config, handover.shutdown_signal());
     println!("listening on {}", local);
     handover.ready();
     core.run(server).unwrap();
