@@ -11,7 +11,6 @@ mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{self, SocketAddr};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -149,34 +148,12 @@ fn the_metrics_listener_answers_while_the_main_one_is_full_and_shows_the_clients
     server.shutdown().unwrap();
 }
 
-/// The example's binary, built (or found up to date) by `cargo build
-/// --example http` with this test's features, next to this test's binary.
-fn example_binary() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--example", "http"]);
-        if cfg!(feature = "tokio1") {
-            build.args(["--features", "tokio1"]);
-        }
-        let status = build.status().expect("run cargo build --example http");
-        assert!(status.success(), "cargo build --example http failed");
-    });
-    let deps = std::env::current_exe().unwrap();
-    deps.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/http")
-}
-
 /// Runs the example with `args` until it exits; kills it (and fails) if it
 /// is still running after [`GENEROUS`], as it would be if it took a bad
 /// argument for a good one and served.
 fn run_example(args: &[&str]) -> Output {
     let mut child = Running(
-        Command::new(example_binary())
+        Command::new(support::process::built_example("http"))
             .args(args)
             .env("RUST_LOG", "off")
             .stdin(Stdio::null())
@@ -255,7 +232,7 @@ impl Drop for Running {
 #[test]
 fn the_example_serves_the_page_on_its_metrics_address() {
     let mut example = Running(
-        Command::new(example_binary())
+        Command::new(support::process::built_example("http"))
             .args(["127.0.0.1:0", "--metrics", "127.0.0.1:0"])
             .env("RUST_LOG", "off")
             .stdin(Stdio::null())
