@@ -76,6 +76,9 @@
 //! - `tokio1` (off by default): the module `tokio1`, the same adapters for
 //!   tokio 1 and `futures-core` 0.3 streams. Without it the dependency graph
 //!   has no tokio 1.
+//! - `axum` (off by default; implies `tokio1`): [`tokio1::axum_listener`],
+//!   a tokio 1 accept stream served by `axum::serve` (axum 0.8), with this
+//!   crate's error policy and caps.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]

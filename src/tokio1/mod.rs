@@ -19,6 +19,7 @@
 //! | [`crate::ListenExt::listen`]`(n)`, connections on the event loop | [`ListenExt::listen`]`(n)`, connections as tasks on every worker; [`ListenExt::listen_local`]`(n)` for `!Send` ones |
 //! | [`crate::ListenExt::take_until`]`(signal)` | [`Listen::with_graceful_shutdown`]`(signal)` |
 //! | [`AcceptStats`](crate::AcceptStats), [`ListenStats`](crate::ListenStats) | the same types |
+//! | | [`axum_listener`]`(accepts, local_addr)`: the stream served by `axum::serve` (feature `axum`) |
 //!
 //! The error policy (which `accept()` errors are skipped, which pause) is
 //! the one in [`crate::ListenExt::sleep_on_error`], decided by the same code;
@@ -59,6 +60,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "axum")]
+mod axum;
 mod connection;
 mod ext;
 mod incoming;
@@ -67,6 +70,8 @@ mod local_listen;
 mod pool;
 mod sleep_on_error;
 
+#[cfg(feature = "axum")]
+pub use self::axum::{axum_listener, AxumListener};
 pub use self::connection::ConnectionOutput;
 pub use self::ext::ListenExt;
 pub use self::incoming::{incoming, Incoming};
