@@ -1,0 +1,188 @@
+//! The server of `examples/hyper`: hyper 1 through hyper-util's auto
+//! builder (HTTP/1.1 with keep-alive, and HTTP/2 over cleartext with prior
+//! knowledge) on tk-listen's tokio 1 `listen`. `tests/hyper.rs` runs this same
+//! module (with `#[path]`).
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tk_listen::tokio1::{incoming, ListenExt};
+use tk_listen::{AcceptStats, ListenStats};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+
+/// The body of `GET /`.
+pub const BODY: &str = "hello from tk-listen\n";
+
+/// What the server allows its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// At most this many connections at once; others wait in the backlog.
+    pub max_connections: usize,
+    /// At most this many connections at once from one peer.
+    pub per_peer: usize,
+    /// After the shutdown signal, connections still open this long later
+    /// are dropped.
+    pub drain_deadline: Duration,
+}
+
+/// The contract's settings, with `per_peer` connections per peer.
+pub fn config(per_peer: usize) -> Config {
+    Config {
+        max_connections: 1000,
+        per_peer,
+        drain_deadline: Duration::from_secs(10),
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains: the listener
+/// closes, idle keep-alive connections close at once (h2: a GOAWAY), the
+/// requests in flight complete, for at most `config.drain_deadline`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let accepts = incoming(listener).sleep_on_error(Duration::from_millis(100));
+    let accept = accepts.stats();
+    // Tells every connection that the drain began.
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let stats = Arc::new(OnceLock::new());
+    let conn_stats = stats.clone();
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let server = accepts
+        .map(move |(socket, peer)| {
+            connection(
+                socket,
+                peer,
+                http.clone(),
+                conn_stats.clone(),
+                drain_rx.clone(),
+            )
+        })
+        .listen(config.max_connections);
+    let _ = stats.set(Stats {
+        listen: server.stats(),
+        accept,
+    });
+    let (begun_tx, begun) = tokio::sync::oneshot::channel();
+    let server = server.with_graceful_shutdown(async move {
+        shutdown.await;
+        log::info!("shutting down: no new connections, draining the open ones");
+        let _ = drain_tx.send(true);
+        let _ = begun_tx.send(());
+    });
+    let mut server = pin!(server);
+    tokio::select! {
+        () = &mut server => {}
+        Ok(()) = begun => {
+            if tokio::time::timeout(config.drain_deadline, server).await.is_err() {
+                log::info!(
+                    "drain deadline: dropping the connections still open after {:?}",
+                    config.drain_deadline
+                );
+            }
+        }
+    }
+}
+
+/// The counters `GET /stats` shows.
+#[derive(Clone, Debug)]
+struct Stats {
+    listen: ListenStats,
+    accept: AcceptStats,
+}
+
+/// The body of `GET /stats`: the counters in the Prometheus text format.
+fn stats_page(stats: &Stats) -> String {
+    let (l, a) = (&stats.listen, &stats.accept);
+    let mut page = String::new();
+    for (name, value) in [
+        ("tk_listen_accepted_total", a.accepted() as f64),
+        ("tk_listen_accept_errors_skipped_total", a.skipped() as f64),
+        ("tk_listen_accept_pauses_total", a.pauses() as f64),
+        ("tk_listen_connections_max", l.max_connections() as f64),
+        ("tk_listen_connections_running", l.running() as f64),
+        ("tk_listen_connections_started_total", l.started() as f64),
+        ("tk_listen_connections_finished_total", l.finished() as f64),
+        ("tk_listen_connections_failed_total", l.failed() as f64),
+        ("tk_listen_peer_rejected_total", 0.0),
+    ] {
+        let _ = writeln!(page, "{} {}", name, value);
+    }
+    page
+}
+
+/// One connection's whole life: HTTP/1.1 or h2c requests until the client
+/// closes, or until the drain begins and the connection is idle.
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    stats: Arc<OnceLock<Stats>>,
+    mut drain: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = service_fn(move |request| respond(request, stats.clone()));
+    let mut conn = pin!(http.serve_connection(TokioIo::new(socket), service));
+    tokio::select! {
+        served = conn.as_mut() => return served.inspect_err(|e| log::debug!("{}: {}", peer, e)),
+        _ = drain.wait_for(|&draining| draining) => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await.inspect_err(|e| log::debug!("{}: {}", peer, e))
+}
+
+/// The answer to one request.
+async fn respond(
+    request: Request<Incoming>,
+    stats: Arc<OnceLock<Stats>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path();
+    let (status, body) = match (request.method(), path) {
+        (&Method::GET, "/") => (StatusCode::OK, BODY.to_string()),
+        (&Method::GET, "/stats") => (
+            StatusCode::OK,
+            stats.get().map(stats_page).unwrap_or_default(),
+        ),
+        (&Method::GET, _) if path.starts_with("/delay/") => match path["/delay/".len()..].parse() {
+            Ok(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                (StatusCode::OK, format!("waited {} ms\n", ms))
+            }
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                "usage: GET /delay/MS\n".to_string(),
+            ),
+        },
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// A future that resolves on the first `SIGTERM` or `SIGINT`; the handlers
+/// are in place once this returns.
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => log::info!("SIGTERM"),
+            _ = int.recv() => log::info!("SIGINT"),
+        }
+    })
+}
