@@ -4,6 +4,7 @@ use std::time::Duration;
 use futures::{IntoFuture, Stream};
 use tokio_core::reactor::Handle;
 
+use crate::limit_open::{self, LimitOpen};
 use crate::limit_per_peer::{self, LimitPerPeer};
 use crate::{listen, sleep_on_error, take_until, Listen, SleepOnError, TakeUntil};
 
@@ -389,6 +390,68 @@ pub trait ListenExt: Stream {
         Self: Sized + Stream<Item = (T, SocketAddr)>,
     {
         limit_per_peer::new(self, max_per_peer)
+    }
+
+    /// Keeps at most `max_open` of the stream's connections open at once,
+    /// for code that runs its connections itself: each item `(socket, a)`
+    /// is yielded as `(`[`OpenConnection<socket>`](crate::OpenConnection)`, a)`,
+    /// which holds a slot until it is dropped, and while all `max_open`
+    /// slots are taken the inner stream is not polled (a listener's
+    /// `accept()` is not called; new clients wait in the kernel's backlog).
+    ///
+    /// **When to use which.** [`listen(n)`](ListenExt::listen) is the
+    /// server: it runs the connection futures itself, isolates their panics,
+    /// counts how they end and drains them on shutdown. Use it whenever you
+    /// turn each socket into a future yourself. `limit_open(n)` is only a
+    /// cap, for when something else owns the connections (a framework's
+    /// `serve` loop, a connection handed to another thread or task, a
+    /// pool): it doesn't run, count or drain anything, it counts sockets,
+    /// and a slot is freed only when the `OpenConnection` is dropped,
+    /// wherever that happens. Don't put it in front of `listen(n)`: `listen`
+    /// caps the same connections already.
+    ///
+    /// A freed slot wakes the stream's task (a connection may be dropped on
+    /// any thread): one atomic operation per connection, plus a short lock
+    /// for the one that frees the first slot of a full stream. The items'
+    /// second half (`a`, the peer's address from `sleep_on_error`, or
+    /// anything else) passes through untouched; errors of the inner stream
+    /// pass through unchanged. [`LimitOpen::stats`](crate::LimitOpen::stats)
+    /// counts what it did.
+    ///
+    /// # Panics
+    ///
+    /// Panics at once if `max_open` is 0, which would never yield a
+    /// connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{stream, Async, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let accepts = stream::iter_ok::<_, ()>(vec![("first", ()), ("second", ())]);
+    /// let mut limited = accepts.limit_open(1);
+    /// let stats = limited.stats();
+    /// futures::future::lazy(move || {
+    ///     let (first, ()) = match limited.poll() {
+    ///         Ok(Async::Ready(Some(item))) => item,
+    ///         other => panic!("{:?}", other),
+    ///     };
+    ///     // Full: the inner stream is not polled until `first` is dropped.
+    ///     assert!(limited.poll().unwrap().is_not_ready());
+    ///     drop(first);
+    ///     assert_eq!(*limited.poll().unwrap().map(|item| item.unwrap().0.into_inner()).ready().unwrap(), *"second");
+    ///     assert_eq!(stats.full_periods(), 1);
+    ///     Ok::<_, ()>(())
+    /// })
+    /// .wait()
+    /// .unwrap();
+    /// ```
+    fn limit_open<T, A>(self, max_open: usize) -> LimitOpen<Self>
+    where
+        Self: Sized + Stream<Item = (T, A)>,
+    {
+        limit_open::new(self, max_open)
     }
 }
 

@@ -85,7 +85,9 @@
 
 mod accept_error;
 mod bind;
+mod connection_io;
 mod ext;
+mod limit_open;
 mod limit_per_peer;
 mod limits;
 mod listen;
@@ -98,6 +100,7 @@ pub mod tokio1;
 
 pub use crate::bind::BindMany;
 pub use crate::ext::ListenExt;
+pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;

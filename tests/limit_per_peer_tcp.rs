@@ -7,22 +7,19 @@
 
 mod support;
 
-use std::io::{self, Read};
 use std::net;
 use std::sync::mpsc;
 
 use futures::{Future, Stream};
 use tk_listen::ListenExt;
 
-use support::{init_logging, GENEROUS};
+use support::{init_logging, let_through, GENEROUS};
 
 // What only the tests of peers at 127.0.0.2 and up use.
 #[cfg(target_os = "linux")]
 use {
-    socket2::{Domain, Socket, Type},
-    std::net::{Ipv4Addr, SocketAddr},
     std::time::Duration,
-    support::Server,
+    support::{connect_from, Server},
     tk_listen::PeerStats,
 };
 
@@ -53,41 +50,6 @@ fn start(max_per_peer: usize, max_connections: usize) -> (Server, PeerStats, mps
     });
     let stats = stats_rx.recv_timeout(GENEROUS).expect("the server's stats");
     (server, stats, released)
-}
-
-/// A blocking client connected to `server` from 127.0.0.`host` (on Linux
-/// only, see the top of the file).
-#[cfg(target_os = "linux")]
-fn connect_from(host: u8, server: SocketAddr) -> net::TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let source = SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0));
-    socket
-        .bind(&source.into())
-        .expect("bind a loopback address");
-    socket
-        .connect_timeout(&server.into(), GENEROUS)
-        .expect("connect");
-    let stream: net::TcpStream = socket.into();
-    stream.set_read_timeout(Some(GENEROUS)).unwrap();
-    stream
-}
-
-/// Was the client let through (it reads `hello\n`), or closed at once (it
-/// reads the end of the stream, or a reset)?
-fn let_through(client: &mut net::TcpStream) -> bool {
-    let mut reply = [0; 6];
-    match client.read(&mut reply) {
-        Ok(0) => false,
-        Ok(n) => {
-            client
-                .read_exact(&mut reply[n..])
-                .expect("the rest of hello");
-            assert_eq!(&reply, b"hello\n");
-            true
-        }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => false,
-        Err(e) => panic!("no reply and no close: {}", e),
-    }
 }
 
 #[cfg(target_os = "linux")]

@@ -2,14 +2,10 @@
 //! through, holding its peer's slot.
 
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
 use std::net::IpAddr;
-use std::ops::{Deref, DerefMut};
-
-use futures::Poll;
-use tokio_io::{AsyncRead, AsyncWrite};
 
 use super::table::Slot;
+use crate::connection_io::forward_io;
 
 /// A connection let through by [`LimitPerPeer`](crate::LimitPerPeer), which
 /// counts against its peer until it is dropped.
@@ -20,7 +16,13 @@ use super::table::Slot;
 /// forwards `Read`, `BufRead` (when the socket has it), `Write` and
 /// tokio-io's `AsyncRead` and `AsyncWrite`, so
 /// code written for a `TcpStream` (`tokio_io::io::write_all`, `read_until`,
-/// `AsyncRead::split`, ...) takes it as it is. Dropping it (or the connection
+/// `AsyncRead::split`, ...) takes it as it is. With the `tokio1` feature it
+/// also forwards tokio 1's `AsyncRead`, `AsyncBufRead` and `AsyncWrite`
+/// (vectored writes included, so that hyper keeps writing its headers and
+/// body in one call) for a socket that is [`Unpin`], as tokio's
+/// `TcpStream` is; this is what
+/// [`tokio1::ListenExt::limit_per_peer`](crate::tokio1::ListenExt::limit_per_peer)
+/// yields. Dropping it (or the connection
 /// future that owns it) closes the socket and releases the peer's slot, from
 /// whichever thread it is dropped on.
 ///
@@ -117,65 +119,7 @@ impl<T> PeerConnection<T> {
     }
 }
 
-impl<T> Deref for PeerConnection<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.socket
-    }
-}
-
-impl<T> DerefMut for PeerConnection<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.socket
-    }
-}
-
-impl<T: Read> Read for PeerConnection<T> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.read(buf)
-    }
-}
-
-impl<T: BufRead> BufRead for PeerConnection<T> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.socket.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.socket.consume(amount)
-    }
-}
-
-impl<T: Write> Write for PeerConnection<T> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.socket.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.socket.flush()
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for PeerConnection<T> {
-    fn poll_read(&mut self, buf: &mut [u8]) -> Poll<usize, io::Error> {
-        self.socket.poll_read(buf)
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for PeerConnection<T> {
-    fn poll_write(&mut self, buf: &[u8]) -> Poll<usize, io::Error> {
-        self.socket.poll_write(buf)
-    }
-
-    fn poll_flush(&mut self) -> Poll<(), io::Error> {
-        self.socket.poll_flush()
-    }
-
-    fn shutdown(&mut self) -> Poll<(), io::Error> {
-        self.socket.shutdown()
-    }
-}
+forward_io!(PeerConnection, socket);
 
 impl<T: fmt::Debug> fmt::Debug for PeerConnection<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

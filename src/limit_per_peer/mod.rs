@@ -4,6 +4,8 @@ mod connection;
 mod counts;
 mod key;
 mod table;
+#[cfg(feature = "tokio1")]
+mod tokio1;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +25,10 @@ use self::table::PeerTable;
 /// `max_per_peer` connections at once.
 ///
 /// Made by [`ListenExt::limit_per_peer`](crate::ListenExt::limit_per_peer)
-/// from a stream of `(socket, peer address)` pairs. It yields
+/// (futures 0.1) or, with the `tokio1` feature,
+/// [`tokio1::ListenExt::limit_per_peer`](crate::tokio1::ListenExt::limit_per_peer)
+/// (a `futures_core` stream), from a stream of `(socket, peer address)`
+/// pairs; the peers, prefixes and counters are the same on both. It yields
 /// `(PeerConnection<socket>, peer address)`; a connection over its peer's cap
 /// is dropped (closed) instead of yielded. Errors of the inner stream pass
 /// through unchanged, and it ends when the inner stream ends.
@@ -195,16 +200,31 @@ where
                 Ok(Async::NotReady) => return Ok(Async::NotReady),
                 Err(error) => return Err(error),
             };
-            let key = self.prefixes.key(&accepted.1);
-            match self.table.acquire(key) {
-                Some(slot) => {
-                    let (socket, addr) = accepted;
-                    return Ok(Async::Ready(Some((connection::new(socket, slot), addr))));
-                }
-                None => reject(accepted, key.addr(), self.table.max_per_peer()),
+            if let Some(admitted) = self.admit(accepted) {
+                return Ok(Async::Ready(Some(admitted)));
             }
         }
         Ok(yield_to_other_tasks())
+    }
+}
+
+impl<S> LimitPerPeer<S> {
+    /// The decision both stacks' adapters apply to each accepted pair: its
+    /// connection with its peer's slot, or `None` once it is closed over
+    /// its peer's cap.
+    #[inline(always)]
+    fn admit<T>(&self, accepted: (T, SocketAddr)) -> Option<(PeerConnection<T>, SocketAddr)> {
+        let key = self.prefixes.key(&accepted.1);
+        match self.table.acquire(key) {
+            Some(slot) => {
+                let (socket, addr) = accepted;
+                Some((connection::new(socket, slot), addr))
+            }
+            None => {
+                reject(accepted, key.addr(), self.table.max_per_peer());
+                None
+            }
+        }
     }
 }
 

@@ -348,3 +348,43 @@ where
         _ => panic!("{} addresses not bound in time", count),
     }
 }
+
+/// A blocking client connected to `server` from 127.0.0.`host`, with
+/// generous timeouts. Linux only: it routes all of 127.0.0.0/8 to the
+/// loopback interface, where macOS and the BSDs have only 127.0.0.1 unless
+/// it is given more.
+#[cfg(target_os = "linux")]
+pub fn connect_from(host: u8, server: SocketAddr) -> net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let source = SocketAddr::from((std::net::Ipv4Addr::new(127, 0, 0, host), 0));
+    socket
+        .bind(&source.into())
+        .expect("bind a loopback address");
+    socket
+        .connect_timeout(&server.into(), GENEROUS)
+        .expect("connect");
+    let stream: net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(GENEROUS)).unwrap();
+    stream.set_write_timeout(Some(GENEROUS)).unwrap();
+    stream
+}
+
+/// Was the client let through (it reads `hello\n`), or closed at once (it
+/// reads the end of the stream, or a reset)? Anything else fails the test.
+pub fn let_through(client: &mut net::TcpStream) -> bool {
+    let mut reply = [0; 6];
+    match client.read(&mut reply) {
+        Ok(0) => false,
+        Ok(n) => {
+            client
+                .read_exact(&mut reply[n..])
+                .expect("the rest of hello");
+            assert_eq!(&reply, b"hello\n");
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => false,
+        Err(e) => panic!("no reply and no close: {}", e),
+    }
+}
