@@ -11,8 +11,9 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Path};
 use axum::routing::get;
 use axum::Router;
+use tk_listen::tokio1::OpenStats;
 use tk_listen::tokio1::{axum_listener, incoming, ListenExt};
-use tk_listen::AcceptStats;
+use tk_listen::{AcceptStats, PeerStats};
 use tokio::net::TcpListener;
 
 /// The body of `GET /`.
@@ -47,8 +48,15 @@ pub async fn serve(
 ) -> io::Result<()> {
     let local_addr = listener.local_addr()?;
     let accepts = incoming(listener).sleep_on_error(Duration::from_millis(100));
+    let accept = accepts.stats();
+    let accepts = accepts.limit_per_peer(config.per_peer);
+    let peers = accepts.stats();
+    // axum spawns the connections itself: the cap is the stream's.
+    let accepts = accepts.limit_open(config.max_connections);
     let stats = Stats {
-        accept: accepts.stats(),
+        accept,
+        peers,
+        open: accepts.stats(),
     };
     let app = router(stats).into_make_service_with_connect_info::<SocketAddr>();
     // One signal for axum's graceful shutdown and the deadline's start.
@@ -93,16 +101,24 @@ async fn delay(Path(ms): Path<u64>, ConnectInfo(peer): ConnectInfo<SocketAddr>) 
 #[derive(Clone, Debug)]
 struct Stats {
     accept: AcceptStats,
+    peers: PeerStats,
+    open: OpenStats,
 }
 
 /// The body of `GET /stats`: the counters in the Prometheus text format.
 fn stats_page(stats: &Stats) -> String {
-    let a = &stats.accept;
+    let (a, p, o) = (&stats.accept, &stats.peers, &stats.open);
     let mut page = String::new();
     for (name, value) in [
         ("tk_listen_accepted_total", a.accepted() as f64),
         ("tk_listen_accept_errors_skipped_total", a.skipped() as f64),
         ("tk_listen_accept_pauses_total", a.pauses() as f64),
+        ("tk_listen_connections_max", o.max_open() as f64),
+        ("tk_listen_connections_running", o.open() as f64),
+        ("tk_listen_connections_started_total", o.accepted() as f64),
+        ("tk_listen_max_per_peer", p.max_per_peer() as f64),
+        ("tk_listen_peers", p.peers() as f64),
+        ("tk_listen_peer_rejected_total", p.rejected() as f64),
     ] {
         let _ = writeln!(page, "{} {}", name, value);
     }

@@ -18,8 +18,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tk_listen::tokio1::{incoming, ListenExt};
-use tk_listen::{AcceptStats, ListenStats};
+use tk_listen::tokio1::{incoming, ListenExt, PeerConnection};
+use tk_listen::{AcceptStats, ListenStats, PeerStats};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
@@ -58,6 +58,8 @@ pub async fn serve(
 ) {
     let accepts = incoming(listener).sleep_on_error(Duration::from_millis(100));
     let accept = accepts.stats();
+    let accepts = accepts.limit_per_peer(config.per_peer);
+    let peers = accepts.stats();
     // Tells every connection that the drain began.
     let (drain_tx, drain_rx) = watch::channel(false);
     let stats = Arc::new(OnceLock::new());
@@ -77,6 +79,7 @@ pub async fn serve(
     let _ = stats.set(Stats {
         listen: server.stats(),
         accept,
+        peers,
     });
     let (begun_tx, begun) = tokio::sync::oneshot::channel();
     let server = server.with_graceful_shutdown(async move {
@@ -104,11 +107,12 @@ pub async fn serve(
 struct Stats {
     listen: ListenStats,
     accept: AcceptStats,
+    peers: PeerStats,
 }
 
 /// The body of `GET /stats`: the counters in the Prometheus text format.
 fn stats_page(stats: &Stats) -> String {
-    let (l, a) = (&stats.listen, &stats.accept);
+    let (l, a, p) = (&stats.listen, &stats.accept, &stats.peers);
     let mut page = String::new();
     for (name, value) in [
         ("tk_listen_accepted_total", a.accepted() as f64),
@@ -119,7 +123,9 @@ fn stats_page(stats: &Stats) -> String {
         ("tk_listen_connections_started_total", l.started() as f64),
         ("tk_listen_connections_finished_total", l.finished() as f64),
         ("tk_listen_connections_failed_total", l.failed() as f64),
-        ("tk_listen_peer_rejected_total", 0.0),
+        ("tk_listen_max_per_peer", p.max_per_peer() as f64),
+        ("tk_listen_peers", p.peers() as f64),
+        ("tk_listen_peer_rejected_total", p.rejected() as f64),
     ] {
         let _ = writeln!(page, "{} {}", name, value);
     }
@@ -129,7 +135,7 @@ fn stats_page(stats: &Stats) -> String {
 /// One connection's whole life: HTTP/1.1 or h2c requests until the client
 /// closes, or until the drain begins and the connection is idle.
 async fn connection(
-    socket: TcpStream,
+    socket: PeerConnection<TcpStream>,
     peer: SocketAddr,
     http: Arc<auto::Builder<TokioExecutor>>,
     stats: Arc<OnceLock<Stats>>,

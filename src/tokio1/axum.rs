@@ -31,7 +31,8 @@ pub struct AxumListener<S> {
 /// this crate's error policy and the pause you chose instead of its fixed
 /// one-second sleep on every accept error that isn't about one connection
 /// (such as running out of descriptors); and after the caps of
-/// `limit_per_peer` and `limit_open`, which yield connections that free
+/// [`limit_per_peer`](super::ListenExt::limit_per_peer) and
+/// [`limit_open`](super::ListenExt::limit_open), whose connections free
 /// their slot when axum drops them. `local_addr` is what
 /// [`Listener::local_addr`] answers (axum's `Serve::local_addr`): take it
 /// from the listening socket before it moves into the stream.
@@ -71,9 +72,9 @@ pub struct AxumListener<S> {
 ///
 /// # Examples
 ///
-/// A `Router` behind the error policy, with the peer's address in the
-/// handler, and a graceful shutdown on Ctrl-C that waits at most 10 s for
-/// the requests in flight:
+/// A `Router` behind the error policy, at most 8 connections per peer and
+/// 1000 in all, with the peer's address in the handler, and a graceful
+/// shutdown on Ctrl-C that waits at most 10 s for the requests in flight:
 ///
 /// ```no_run
 /// use std::net::SocketAddr;
@@ -95,7 +96,10 @@ pub struct AxumListener<S> {
 ///     );
 ///     let tcp = TcpListener::bind("127.0.0.1:8080").await?;
 ///     let local_addr = tcp.local_addr()?;
-///     let accepts = incoming(tcp).sleep_on_error(Duration::from_millis(100));
+///     let accepts = incoming(tcp)
+///         .sleep_on_error(Duration::from_millis(100))
+///         .limit_per_peer(8)
+///         .limit_open(1000);
 ///
 ///     // One signal for both: axum's graceful shutdown, and the deadline's start.
 ///     let (stop, stopped) = tokio::sync::watch::channel(());
