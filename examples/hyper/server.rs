@@ -141,7 +141,7 @@ async fn connection(
     stats: Arc<OnceLock<Stats>>,
     mut drain: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let service = service_fn(move |request| respond(request, stats.clone()));
+    let service = service_fn(move |request| respond(request, peer, stats.clone()));
     let mut conn = pin!(http.serve_connection(TokioIo::new(socket), service));
     tokio::select! {
         served = conn.as_mut() => return served.inspect_err(|e| log::debug!("{}: {}", peer, e)),
@@ -153,6 +153,7 @@ async fn connection(
 /// The answer to one request.
 async fn respond(
     request: Request<Incoming>,
+    peer: SocketAddr,
     stats: Arc<OnceLock<Stats>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path();
@@ -164,6 +165,7 @@ async fn respond(
         ),
         (&Method::GET, _) if path.starts_with("/delay/") => match path["/delay/".len()..].parse() {
             Ok(ms) => {
+                log::debug!("{}: waiting {} ms", peer, ms);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 (StatusCode::OK, format!("waited {} ms\n", ms))
             }
