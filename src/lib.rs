@@ -86,6 +86,7 @@
 mod accept_error;
 mod bind;
 mod connection_io;
+mod drain;
 mod ext;
 mod limit_open;
 mod limit_per_peer;
@@ -99,12 +100,13 @@ mod take_until;
 pub mod tokio1;
 
 pub use crate::bind::BindMany;
+pub use crate::drain::{Drain, Watch};
 pub use crate::ext::ListenExt;
 pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
 pub use crate::sleep_on_error::SleepOnError;
-pub use crate::stats::{AcceptStats, ListenStats};
+pub use crate::stats::{AcceptStats, DurationHistogram, ListenStats};
 pub use crate::take_until::TakeUntil;
 
 /// The README's code blocks, compiled as doctests.

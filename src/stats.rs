@@ -16,13 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub(crate) use self::durations::Clock;
+pub use self::durations::DurationHistogram;
+use self::durations::Durations;
+
+mod durations;
+
 /// Live counters of a [`Listen`](crate::Listen) future: how many connections
-/// it started, how many run now, and how each one ended.
+/// it started, how many run now, how each one ended, and how long they lived.
 ///
 /// Got from [`Listen::stats`](crate::Listen::stats) before the future is
 /// moved into the event loop; clone it freely and read it from any thread.
-/// At any moment `started == finished + failed + panicked + running`, up to
-/// the connections that change state between two readings.
+/// At any moment `started == finished + failed + panicked + aborted +
+/// running`, and the [`durations`](ListenStats::durations) count `finished
+/// + failed + panicked + aborted`, up to the connections that change state
+/// between two readings. Once the server future is dropped, `running` is 0:
+/// the connections it cut are counted as [`aborted`](ListenStats::aborted).
 ///
 /// # Examples
 ///
@@ -49,6 +58,8 @@ struct ListenCounters {
     finished: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
+    aborted: AtomicU64,
+    durations: Durations,
 }
 
 impl ListenCounters {
@@ -72,6 +83,8 @@ impl ListenStats {
                 finished: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 panicked: AtomicU64::new(0),
+                aborted: AtomicU64::new(0),
+                durations: Durations::new(),
             }),
         }
     }
@@ -97,16 +110,47 @@ impl ListenStats {
     /// callers take turns (they hold one lock), so only `running` needs the
     /// locked read-modify-write.
     #[cfg(feature = "tokio1")]
-    pub(crate) fn record_end_shared(&self, outcome: Outcome) {
+    pub(crate) fn record_end_shared(&self, outcome: Outcome, age: Duration) {
         let c = &*self.counters;
         c.running.fetch_sub(1, Relaxed);
         add(c.outcome(outcome), 1);
+        c.durations.record(age);
     }
 
-    pub(crate) fn record_end(&self, outcome: Outcome) {
+    /// [`record_aborted`](ListenStats::record_aborted) for such a server,
+    /// under the same lock.
+    #[cfg(feature = "tokio1")]
+    pub(crate) fn record_aborted_shared(&self, ages: impl Iterator<Item = Duration>) {
+        let c = &*self.counters;
+        let n = self.record_ages(ages);
+        c.running.fetch_sub(n, Relaxed);
+    }
+
+    /// Counts a connection that ended after `age`.
+    pub(crate) fn record_end(&self, outcome: Outcome, age: Duration) {
         let c = &*self.counters;
         sub(&c.running, 1);
         add(c.outcome(outcome), 1);
+        c.durations.record(age);
+    }
+
+    /// Counts the connections cut unfinished (the server dropped, or the
+    /// drain deadline passed), each of the age it had.
+    pub(crate) fn record_aborted(&self, ages: impl Iterator<Item = Duration>) {
+        let n = self.record_ages(ages);
+        sub(&self.counters.running, n);
+    }
+
+    /// Adds `ages` to `aborted` and to the histogram; how many there were.
+    fn record_ages(&self, ages: impl Iterator<Item = Duration>) -> u64 {
+        let c = &*self.counters;
+        let mut n = 0;
+        for age in ages {
+            c.durations.record(age);
+            n += 1;
+        }
+        add(&c.aborted, n);
+        n
     }
 
     /// The most connections run at once (the `max_connections` given to
@@ -140,6 +184,55 @@ impl ListenStats {
     pub fn panicked(&self) -> u64 {
         self.counters.panicked.load(Relaxed)
     }
+
+    /// Connections dropped unfinished: by dropping the server future (forced
+    /// shutdown), or when the drain deadline of a graceful shutdown passed
+    /// (`drain_deadline` of [`WithGracefulShutdown`](crate::WithGracefulShutdown)
+    /// and of the tokio 1 `Listen`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream, Async, Future};
+    /// use tk_listen::ListenExt;
+    ///
+    /// // Three connections that never end.
+    /// let connections = stream::iter_ok::<_, ()>((0..3).map(|_| future::empty::<(), ()>()));
+    /// let mut server = futures::executor::spawn(connections.listen(10));
+    /// let stats = server.get_ref().stats();
+    /// let notify = futures::executor::NotifyHandle::from(std::sync::Arc::new(NoWake));
+    /// assert_eq!(server.poll_future_notify(&notify, 0), Ok(Async::NotReady));
+    /// assert_eq!(stats.running(), 3);
+    /// drop(server); // forced shutdown
+    /// assert_eq!((stats.running(), stats.aborted()), (0, 3));
+    /// # struct NoWake;
+    /// # impl futures::executor::Notify for NoWake { fn notify(&self, _: usize) {} }
+    /// ```
+    pub fn aborted(&self) -> u64 {
+        self.counters.aborted.load(Relaxed)
+    }
+
+    /// A reading of the histogram of how long the connections that ended
+    /// lived, from their start to their end, each however it ended (an
+    /// aborted one with the age it had when it was cut). Accurate to a poll
+    /// of the server: the clock is read once per poll that starts or ends a
+    /// connection, and (tokio 1) once per connection's end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream, Future};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let connections = stream::iter_ok::<_, ()>(vec![future::ok::<(), ()>(()); 3]);
+    /// let server = connections.listen(10);
+    /// let stats = server.stats();
+    /// server.wait().unwrap();
+    /// assert_eq!(stats.durations().count(), 3);
+    /// ```
+    pub fn durations(&self) -> DurationHistogram {
+        self.counters.durations.read()
+    }
 }
 
 impl fmt::Debug for ListenStats {
@@ -151,6 +244,8 @@ impl fmt::Debug for ListenStats {
             .field("finished", &self.finished())
             .field("failed", &self.failed())
             .field("panicked", &self.panicked())
+            .field("aborted", &self.aborted())
+            .field("durations", &self.durations())
             .finish()
     }
 }

@@ -85,7 +85,7 @@ impl Held {
 fn assert_adds_up(stats: &ListenStats) {
     assert_eq!(
         stats.started(),
-        stats.finished() + stats.failed() + stats.panicked() + stats.running(),
+        stats.finished() + stats.failed() + stats.panicked() + stats.aborted() + stats.running(),
         "{:?}",
         stats
     );
@@ -423,11 +423,11 @@ fn stop_accepting_drops_the_stream_and_drains() {
 }
 
 #[test]
-fn dropping_the_server_aborts_every_connection() {
+fn dropping_the_server_aborts_every_connection_and_counts_them_as_aborted() {
     for flavour in FLAVOURS {
         let (aborted_tx, mut aborted) = mpsc::unbounded_channel::<()>();
         let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
-        let connections = tokio_stream::iter(0..3).map(move |_| {
+        let connections = tokio_stream::iter(0..10).map(move |_| {
             let guard = AbortGuard(aborted_tx.clone());
             let started = started_tx.clone();
             async move {
@@ -442,22 +442,23 @@ fn dropping_the_server_aborts_every_connection() {
             tokio::select! {
                 () = server => panic!("a server whose connections never end resolved"),
                 () = async {
-                    for _ in 0..3 {
+                    for _ in 0..10 {
                         started.recv().await.unwrap();
                     }
                 } => {}
             }
             // `select!` has dropped the server.
-            for _ in 0..3 {
+            for _ in 0..10 {
                 aborted.recv().await.expect("a connection was aborted");
             }
         });
         assert_eq!(
-            stats.running(),
-            3,
-            "{:?}: aborted ones stay counted",
+            (stats.running(), stats.aborted()),
+            (0, 10),
+            "{:?}: aborted ones are counted as such",
             flavour
         );
+        assert_eq!(stats.durations().count(), 10, "{:?}", flavour);
     }
 }
 
@@ -521,8 +522,13 @@ fn dropping_the_server_aborts_connections_that_took_a_freed_slot() {
             }
         });
         assert_eq!(
-            (stats.started(), stats.finished(), stats.running()),
-            (3, 1, 2),
+            (
+                stats.started(),
+                stats.finished(),
+                stats.aborted(),
+                stats.running()
+            ),
+            (3, 1, 2, 0),
             "{:?}",
             flavour
         );

@@ -78,5 +78,6 @@ pub use self::incoming::{incoming, Incoming};
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
+pub use crate::drain::tokio1::{Drain, Watch};
 pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
