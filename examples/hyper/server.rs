@@ -8,7 +8,6 @@ use std::fmt::Write;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,10 +17,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tk_listen::tokio1::{incoming, ListenExt, PeerConnection};
+use tk_listen::tokio1::{incoming, Drain, ListenExt, PeerConnection};
 use tk_listen::{AcceptStats, ListenStats, PeerStats};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
 /// The body of `GET /`.
@@ -50,7 +48,8 @@ pub fn config(per_peer: usize) -> Config {
 
 /// Serves `listener` until `shutdown` resolves, then drains: the listener
 /// closes, idle keep-alive connections close at once (h2: a GOAWAY), the
-/// requests in flight complete, for at most `config.drain_deadline`.
+/// requests in flight complete; the connections still open
+/// `config.drain_deadline` after the signal are dropped.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -60,46 +59,28 @@ pub async fn serve(
     let accept = accepts.stats();
     let accepts = accepts.limit_per_peer(config.per_peer);
     let peers = accepts.stats();
-    // Tells every connection that the drain began.
-    let (drain_tx, drain_rx) = watch::channel(false);
+    let drain = Drain::new(async move {
+        shutdown.await;
+        log::info!("shutting down: no new connections, draining the open ones");
+    });
+    let watching = drain.clone();
     let stats = Arc::new(OnceLock::new());
     let conn_stats = stats.clone();
     let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let server = accepts
         .map(move |(socket, peer)| {
-            connection(
-                socket,
-                peer,
-                http.clone(),
-                conn_stats.clone(),
-                drain_rx.clone(),
-            )
+            let stats = conn_stats.clone();
+            connection(socket, peer, http.clone(), stats, watching.clone())
         })
-        .listen(config.max_connections);
+        .listen(config.max_connections)
+        .with_graceful_shutdown(drain)
+        .drain_deadline(config.drain_deadline);
     let _ = stats.set(Stats {
         listen: server.stats(),
         accept,
         peers,
     });
-    let (begun_tx, begun) = tokio::sync::oneshot::channel();
-    let server = server.with_graceful_shutdown(async move {
-        shutdown.await;
-        log::info!("shutting down: no new connections, draining the open ones");
-        let _ = drain_tx.send(true);
-        let _ = begun_tx.send(());
-    });
-    let mut server = pin!(server);
-    tokio::select! {
-        () = &mut server => {}
-        Ok(()) = begun => {
-            if tokio::time::timeout(config.drain_deadline, server).await.is_err() {
-                log::info!(
-                    "drain deadline: dropping the connections still open after {:?}",
-                    config.drain_deadline
-                );
-            }
-        }
-    }
+    server.await
 }
 
 /// The counters `GET /stats` shows.
@@ -139,15 +120,14 @@ async fn connection(
     peer: SocketAddr,
     http: Arc<auto::Builder<TokioExecutor>>,
     stats: Arc<OnceLock<Stats>>,
-    mut drain: watch::Receiver<bool>,
+    drain: Drain,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let service = service_fn(move |request| respond(request, peer, stats.clone()));
-    let mut conn = pin!(http.serve_connection(TokioIo::new(socket), service));
-    tokio::select! {
-        served = conn.as_mut() => return served.inspect_err(|e| log::debug!("{}: {}", peer, e)),
-        _ = drain.wait_for(|&draining| draining) => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await.inspect_err(|e| log::debug!("{}: {}", peer, e))
+    let conn = http.serve_connection(TokioIo::new(socket), service);
+    drain
+        .watch(conn, |conn| conn.graceful_shutdown())
+        .await
+        .inspect_err(|e| log::debug!("{}: {}", peer, e))
 }
 
 /// The answer to one request.
