@@ -1,16 +1,21 @@
 //! A minimal HTTP/1.1 server: `sleep_on_error` + `listen(1000)`, and a 5 s
 //! deadline per connection so that clients that send nothing can't hold the
-//! connection slots. `GET /stats` shows the accept loop's live counters.
+//! connection slots. `GET /stats` shows the accept loop's live counters as a
+//! Prometheus metrics page; `--metrics ADDR` serves the same page on a
+//! listener of its own, answered even while every slot is taken.
 //!
 //! ```sh
 //! cargo run --example http                     # listens on 127.0.0.1:8080
+//! cargo run --example http -- 127.0.0.1:8080 --metrics 127.0.0.1:9090
 //! curl -i http://127.0.0.1:8080/               # 200 OK, "hello from tk-listen"
 //! curl http://127.0.0.1:8080/stats             # the counters, Prometheus text format
+//! curl http://127.0.0.1:9090/metrics           # the same page, on its own listener
 //! nc 127.0.0.1 8080                            # send nothing: dropped after 5 s
 //! cargo run --example http -- --per-peer 64    # for `wrk -c 64` from one machine
 //! ```
 //!
-//! The server itself is in `server.rs`, which `tests/http.rs` runs too.
+//! Usage: `http [ADDR] [--metrics ADDR] [--per-peer N]`. The server itself is in
+//! `server.rs`, which `tests/http.rs` runs too.
 
 mod server;
 
@@ -22,22 +27,71 @@ use std::time::Duration;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
-const USAGE: &str = "usage: http [ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
+const USAGE: &str =
+    "usage: http [ADDR] [--metrics ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
+
+/// The command line: the address to serve, the metrics listener's, and the
+/// per-peer cap.
+struct Args {
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    per_peer: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut addr = None;
+    let mut metrics = None;
+    let mut per_peer = server::MAX_PER_PEER;
+    let mut args = env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let parse = |value: Option<String>, what: &str| {
+            let value = value.ok_or_else(|| format!("{} needs an address", what))?;
+            value
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("{}: {:?}: {}", what, value, e))
+        };
+        match arg.as_str() {
+            "--metrics" if metrics.is_none() => metrics = Some(parse(args.next(), "--metrics")?),
+            "--per-peer" => {
+                let n = args.next().ok_or("--per-peer needs a number")?;
+                per_peer = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("--per-peer {}: not a number above 0", n))?;
+            }
+            _ if !arg.starts_with('-') && addr.is_none() => addr = Some(parse(Some(arg), "ADDR")?),
+            _ => return Err(format!("unexpected argument {:?}", arg)),
+        }
+    }
+    Ok(Args {
+        addr: addr.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
+        metrics,
+        per_peer,
+    })
+}
 
 fn main() {
-    let (addr, per_peer) = parse_args(env::args().skip(1)).unwrap_or_else(|e| {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = parse_args().unwrap_or_else(|e| {
         eprintln!("{}\n{}", e, USAGE);
         process::exit(2);
     });
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let mut core = Core::new().unwrap();
     let handle = core.handle();
-    let listener = TcpListener::bind(&addr, &handle).unwrap();
+    let bind = |addr: &SocketAddr| {
+        TcpListener::bind(addr, &handle).unwrap_or_else(|e| {
+            eprintln!("cannot listen on {}: {}", addr, e);
+            process::exit(1);
+        })
+    };
+    let listener = bind(&args.addr);
+    let metrics = args.metrics.as_ref().map(bind);
     let config = server::Config {
         max_connections: 1000,
         deadline: Duration::from_secs(5),
-        per_peer,
+        per_peer: args.per_peer,
     };
     println!(
         "listening on http://{}/ ({} connections at most, {} per peer, each for at most {:?})",
@@ -46,30 +100,15 @@ fn main() {
         config.per_peer,
         config.deadline
     );
-    // The error is `()`: only a broken event-loop timer produces it.
-    core.run(server::serve(listener, &handle, config)).unwrap();
-}
-
-/// `[ADDR] [--per-peer N]`, in any order.
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(SocketAddr, usize), String> {
-    let (mut addr, mut per_peer) = (None, server::MAX_PER_PEER);
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        if arg == "--per-peer" {
-            let n = args.next().ok_or("--per-peer needs a number")?;
-            per_peer = n
-                .parse()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or(format!("--per-peer {}: not a number above 0", n))?;
-        } else if addr.is_none() && !arg.starts_with('-') {
-            addr = Some(
-                arg.parse()
-                    .map_err(|_| format!("{}: not an ADDR:PORT", arg))?,
-            );
-        } else {
-            return Err(format!("unexpected argument {:?}", arg));
-        }
+    if let Some(metrics) = &metrics {
+        println!(
+            "metrics on http://{}/metrics",
+            metrics.local_addr().unwrap()
+        );
     }
-    Ok((addr.unwrap_or(([127, 0, 0, 1], 8080).into()), per_peer))
+    // The error is `()`: only a broken event-loop timer produces it.
+    core.run(server::serve_with_metrics(
+        listener, metrics, &handle, config,
+    ))
+    .unwrap();
 }
