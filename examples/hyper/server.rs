@@ -4,7 +4,6 @@
 //! module (with `#[path]`).
 
 use std::convert::Infallible;
-use std::fmt::Write;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -18,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tk_listen::tokio1::{incoming, Drain, ListenExt, PeerConnection};
-use tk_listen::{AcceptStats, ListenStats, PeerStats};
+use tk_listen::{AcceptQueue, AcceptStats, ListenStats, Metrics, PeerStats};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 
@@ -55,6 +54,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let queue = AcceptQueue::of(&listener).ok();
     let accepts = incoming(listener).sleep_on_error(Duration::from_millis(100));
     let accept = accepts.stats();
     let accepts = accepts.limit_per_peer(config.per_peer);
@@ -79,6 +79,7 @@ pub async fn serve(
         listen: server.stats(),
         accept,
         peers,
+        queue,
     });
     server.await
 }
@@ -89,28 +90,20 @@ struct Stats {
     listen: ListenStats,
     accept: AcceptStats,
     peers: PeerStats,
+    /// The kernel's accept queue (Linux only).
+    queue: Option<AcceptQueue>,
 }
 
 /// The body of `GET /stats`: the counters in the Prometheus text format.
 fn stats_page(stats: &Stats) -> String {
-    let (l, a, p) = (&stats.listen, &stats.accept, &stats.peers);
-    let mut page = String::new();
-    for (name, value) in [
-        ("tk_listen_accepted_total", a.accepted() as f64),
-        ("tk_listen_accept_errors_skipped_total", a.skipped() as f64),
-        ("tk_listen_accept_pauses_total", a.pauses() as f64),
-        ("tk_listen_connections_max", l.max_connections() as f64),
-        ("tk_listen_connections_running", l.running() as f64),
-        ("tk_listen_connections_started_total", l.started() as f64),
-        ("tk_listen_connections_finished_total", l.finished() as f64),
-        ("tk_listen_connections_failed_total", l.failed() as f64),
-        ("tk_listen_max_per_peer", p.max_per_peer() as f64),
-        ("tk_listen_peers", p.peers() as f64),
-        ("tk_listen_peer_rejected_total", p.rejected() as f64),
-    ] {
-        let _ = writeln!(page, "{} {}", name, value);
+    let page = Metrics::new()
+        .listen(&stats.listen)
+        .accept(&stats.accept)
+        .peers(&stats.peers);
+    match &stats.queue {
+        Some(queue) => page.queue(queue).to_string(),
+        None => page.to_string(),
     }
-    page
 }
 
 /// One connection's whole life: HTTP/1.1 or h2c requests until the client

@@ -108,7 +108,8 @@ pub fn curl_gets_h2c_with_prior_knowledge(addr: SocketAddr) {
     assert_eq!(output(command), format!("{}|200 2", HELLO));
 }
 
-/// `GET /stats` from 127.0.0.`from`, as `name value` pairs.
+/// `GET /stats` from 127.0.0.`from`, as `name value` pairs (the Prometheus
+/// text format: comment lines skipped, labels part of the name).
 pub fn stats(addr: SocketAddr, from: u8) -> Vec<(String, f64)> {
     let mut command = curl();
     command
@@ -116,8 +117,9 @@ pub fn stats(addr: SocketAddr, from: u8) -> Vec<(String, f64)> {
         .arg(format!("http://{}/stats", addr));
     output(command)
         .lines()
+        .filter(|line| !line.starts_with('#'))
         .map(|line| {
-            let (name, value) = line.split_once(' ').expect("`name value` lines");
+            let (name, value) = line.rsplit_once(' ').expect("`name value` lines");
             (name.to_string(), value.parse().expect("a number"))
         })
         .collect()
