@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Path};
 use axum::routing::get;
 use axum::Router;
 use tk_listen::tokio1::OpenStats;
-use tk_listen::tokio1::{axum_listener, incoming, ListenExt};
+use tk_listen::tokio1::{axum_listener, incoming, Drain, ListenExt};
 use tk_listen::{AcceptStats, PeerStats};
 use tokio::net::TcpListener;
 
@@ -53,29 +53,29 @@ pub async fn serve(
     let peers = accepts.stats();
     // axum spawns the connections itself: the cap is the stream's.
     let accepts = accepts.limit_open(config.max_connections);
+    let open = accepts.stats();
     let stats = Stats {
         accept,
         peers,
-        open: accepts.stats(),
+        open: open.clone(),
     };
     let app = router(stats).into_make_service_with_connect_info::<SocketAddr>();
-    // One signal for axum's graceful shutdown and the deadline's start.
-    let (begun_tx, begun) = tokio::sync::watch::channel(());
+    // One drain for axum's graceful shutdown and the deadline's start.
+    let drain = Drain::new(async move {
+        shutdown.await;
+        log::info!("shutting down: no new connections, draining the open ones");
+    });
     let server =
-        axum::serve(axum_listener(accepts, local_addr), app).with_graceful_shutdown(async move {
-            shutdown.await;
-            log::info!("shutting down: no new connections, draining the open ones");
-            drop(begun_tx);
-        });
-    let mut deadline = begun;
+        axum::serve(axum_listener(accepts, local_addr), app).with_graceful_shutdown(drain.clone());
     tokio::select! {
         served = server => served,
-        _ = async {
-            let _ = deadline.changed().await;
+        () = async {
+            drain.await;
             tokio::time::sleep(config.drain_deadline).await;
         } => {
             log::info!(
-                "drain deadline: dropping the connections still open after {:?}",
+                "drain deadline: dropping the {} connections still open after {:?}",
+                open.open(),
                 config.drain_deadline
             );
             Ok(())

@@ -65,10 +65,14 @@ pub struct AxumListener<S> {
 ///   clients are refused), calls `graceful_shutdown()` on every connection
 ///   (idle HTTP/1.1 keep-alive connections close at once, h2 gets a GOAWAY,
 ///   requests in flight complete) and resolves once they have all closed.
-/// - It has no deadline: race it against a timer that starts with the
-///   signal, as the example does. When the timer wins, the connections
-///   still open are tasks axum spawned: they end when the runtime shuts
-///   down (returning from `main` does that).
+/// - It has no deadline, and [`Listen::drain_deadline`](super::Listen::drain_deadline)
+///   doesn't apply: race it against a timer that starts with the signal.
+///   A [`Drain`](super::Drain) is that signal for both, as in the example:
+///   a future that resolves once the drain has begun, so one clone goes to
+///   `with_graceful_shutdown` and another starts the timer. When the timer
+///   wins, the connections still open are tasks axum spawned: they end
+///   when the runtime shuts down (returning from `main` does that), and
+///   [`OpenStats::open`](super::OpenStats::open) says how many there were.
 ///
 /// # Examples
 ///
@@ -83,7 +87,7 @@ pub struct AxumListener<S> {
 /// use axum::extract::ConnectInfo;
 /// use axum::routing::get;
 /// use axum::Router;
-/// use tk_listen::tokio1::{axum_listener, incoming, ListenExt};
+/// use tk_listen::tokio1::{axum_listener, incoming, Drain, ListenExt};
 /// use tokio::net::TcpListener;
 ///
 /// #[tokio::main]
@@ -101,25 +105,17 @@ pub struct AxumListener<S> {
 ///         .limit_per_peer(8)
 ///         .limit_open(1000);
 ///
-///     // One signal for both: axum's graceful shutdown, and the deadline's start.
-///     let (stop, stopped) = tokio::sync::watch::channel(());
-///     tokio::spawn(async move {
-///         let _ = tokio::signal::ctrl_c().await;
-///         drop(stop);
-///     });
-///     let mut signal = stopped.clone();
+///     // One drain for both: axum's graceful shutdown, and the deadline's start.
+///     let drain = Drain::new(async { tokio::signal::ctrl_c().await.ok(); });
 ///     let server = axum::serve(
 ///         axum_listener(accepts, local_addr),
 ///         app.into_make_service_with_connect_info::<SocketAddr>(),
 ///     )
-///     .with_graceful_shutdown(async move {
-///         let _ = signal.changed().await;
-///     });
-///     let mut deadline = stopped;
+///     .with_graceful_shutdown(drain.clone());
 ///     tokio::select! {
 ///         served = server => served?,
-///         _ = async {
-///             let _ = deadline.changed().await;
+///         () = async {
+///             drain.await;
 ///             tokio::time::sleep(Duration::from_secs(10)).await;
 ///         } => eprintln!("drain deadline: dropping the connections still open"),
 ///     }
