@@ -21,18 +21,15 @@ mod support;
 #[allow(dead_code)]
 mod hyper_example;
 
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tk_listen::tokio1::{axum_listener, incoming, ListenExt};
@@ -343,23 +340,22 @@ fn router() -> Router {
     Router::new().route("/", get(|| async { BODY }))
 }
 
-/// The service of `examples/hyper` (`GET /`) on a bare accept-and-spawn loop
-/// with hyper-util's auto builder: what a user writes without tk-listen.
+/// The service of `examples/hyper` (its `respond`, without counters) on a
+/// bare accept-and-spawn loop with hyper-util's auto builder: what a user
+/// writes without tk-listen.
 async fn plain_hyper(listener: TcpListener) {
-    let http = std::sync::Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let stats = Arc::new(OnceLock::new());
     loop {
-        let Ok((socket, _peer)) = listener.accept().await else {
+        let Ok((socket, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let http = http.clone();
+        let (http, stats) = (http.clone(), stats.clone());
         tokio::spawn(async move {
-            let service = service_fn(hello);
+            let service =
+                service_fn(move |request| hyper_example::respond(request, peer, stats.clone()));
             let _ = http.serve_connection(TokioIo::new(socket), service).await;
         });
     }
-}
-
-async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from(BODY))))
 }

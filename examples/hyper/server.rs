@@ -86,7 +86,7 @@ pub async fn serve(
 
 /// The counters `GET /stats` shows.
 #[derive(Clone, Debug)]
-struct Stats {
+pub(crate) struct Stats {
     listen: ListenStats,
     accept: AcceptStats,
     peers: PeerStats,
@@ -123,8 +123,8 @@ async fn connection(
         .inspect_err(|e| log::debug!("{}: {}", peer, e))
 }
 
-/// The answer to one request.
-async fn respond(
+/// The answer to one request (`benches/http.rs` serves it on a plain loop).
+pub(crate) async fn respond(
     request: Request<Incoming>,
     peer: SocketAddr,
     stats: Arc<OnceLock<Stats>>,
