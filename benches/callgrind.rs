@@ -28,7 +28,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{self, Ipv4Addr, SocketAddr};
+use std::net::{self, SocketAddr};
 use std::time::Duration;
 
 use futures::Stream;
@@ -213,17 +213,7 @@ fn connect_clients(
                 return net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
             }
             let n = if peers == 0 { first + i } else { i % peers };
-            let host = u32::from(Ipv4Addr::new(127, 0, 0, 2)) + n as u32;
-            let source = SocketAddr::from((Ipv4Addr::from(host), 0));
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            socket
-                .bind(&source.into())
-                .expect("bind a loopback address");
-            socket
-                .connect_timeout(&addr.into(), CLIENT_TIMEOUT)
-                .expect("connect");
-            socket.into()
+            support::connect_from_loopback(addr, n, CLIENT_TIMEOUT)
         })
         .collect()
 }

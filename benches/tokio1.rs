@@ -34,6 +34,9 @@
 //! most 128) connected clients, then runs the runtime in `turn_until_served`
 //! until all of them have been answered. `bash benches/callgrind_tokio1.sh` counts
 //! the instructions inside that function only, per connection.
+//! `TK_TOKIO1_PEERS` (default 1: all from 127.0.0.1) spreads the clients
+//! over that many loopback addresses from 127.0.0.2 (Linux); the batch-only
+//! variant `tk_listen_per_peer` is `tk_listen` with `limit_per_peer(8)`.
 
 mod support;
 
@@ -57,12 +60,17 @@ use support::servers::{self, Round, Server};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The connection limit of `axum_style` and `tk_listen`.
 const LIMIT: usize = 1000;
+/// The per-peer cap of `tk_listen_per_peer`.
+const MAX_PER_PEER: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Variant {
     Plain,
     AxumStyle,
     TkListen,
+    /// `tk_listen` with `limit_per_peer(MAX_PER_PEER)` before `listen`; in
+    /// batch mode only (`TK_TOKIO1_BATCH=tk_listen_per_peer`).
+    TkListenPerPeer,
 }
 
 const VARIANTS: [Variant; 3] = [Variant::Plain, Variant::AxumStyle, Variant::TkListen];
@@ -73,6 +81,7 @@ impl Variant {
             Variant::Plain => "plain",
             Variant::AxumStyle => "axum_style",
             Variant::TkListen => "tk_listen",
+            Variant::TkListenPerPeer => "tk_listen_per_peer",
         }
     }
 }
@@ -270,6 +279,21 @@ where
                 .listen(LIMIT)
                 .await
         }
+        Variant::TkListenPerPeer => {
+            incoming(listener)
+                .sleep_on_error(Duration::from_millis(100))
+                .limit_per_peer(MAX_PER_PEER)
+                .map(move |(mut connection, _)| {
+                    let answered = answered.clone();
+                    async move {
+                        let written = connection.write_all(b"hello\n").await;
+                        answered();
+                        written
+                    }
+                })
+                .listen(LIMIT)
+                .await
+        }
     }
 }
 
@@ -286,10 +310,20 @@ struct Answered {
 fn batch_mode(name: &str) {
     let variant = *VARIANTS
         .iter()
+        .chain(&[Variant::TkListenPerPeer])
         .find(|v| v.name() == name)
-        .unwrap_or_else(|| panic!("TK_TOKIO1_BATCH={name:?}: use plain, axum_style or tk_listen"));
+        .unwrap_or_else(|| {
+            panic!(
+                "TK_TOKIO1_BATCH={name:?}: use plain, axum_style, tk_listen or tk_listen_per_peer"
+            )
+        });
     let batches = support::env_usize("TK_TOKIO1_BATCHES", 50);
     let size = support::env_usize("TK_TOKIO1_BATCH_SIZE", 100).clamp(1, 128);
+    let peers = support::env_usize("TK_TOKIO1_PEERS", 1).clamp(1, 250);
+    assert!(
+        variant != Variant::TkListenPerPeer || peers * MAX_PER_PEER >= size,
+        "{size} clients from {peers} peer(s) are over the cap of {MAX_PER_PEER} per peer"
+    );
     let runtime = Builder::new_current_thread().enable_all().build().unwrap();
     let listener = runtime
         .block_on(TcpListener::bind("127.0.0.1:0"))
@@ -308,9 +342,8 @@ fn batch_mode(name: &str) {
         }
     }));
     for batch in 1..=batches {
-        let clients: Vec<net::TcpStream> = (0..size)
-            .map(|_| net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect"))
-            .collect();
+        let clients: Vec<net::TcpStream> =
+            (0..size).map(|i| connect(addr, i % peers, peers)).collect();
         turn_until_served(&runtime, &answered, batch * size);
         for mut client in clients {
             let mut reply = Vec::new();
@@ -324,6 +357,15 @@ fn batch_mode(name: &str) {
         variant.name(),
         answered.count.load(Ordering::SeqCst)
     );
+}
+
+/// A client connected to `addr`: from 127.0.0.1 if `peers` is 1, else
+/// from the `n`-th loopback address after 127.0.0.2.
+fn connect(addr: net::SocketAddr, n: usize, peers: usize) -> net::TcpStream {
+    if peers == 1 {
+        return net::TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).expect("connect");
+    }
+    support::connect_from_loopback(addr, n, CLIENT_TIMEOUT)
 }
 
 /// Runs the runtime until `target` replies have been sent (at most 10 s).

@@ -431,26 +431,52 @@ pub trait ListenExt: Stream {
     /// # Examples
     ///
     /// ```
-    /// use futures::{stream, Async, Stream};
+    /// use futures::{stream, Stream};
     /// use tk_listen::ListenExt;
     ///
     /// let accepts = stream::iter_ok::<_, ()>(vec![("first", ()), ("second", ())]);
-    /// let mut limited = accepts.limit_open(1);
+    /// let limited = accepts.limit_open(1);
     /// let stats = limited.stats();
-    /// futures::future::lazy(move || {
-    ///     let (first, ()) = match limited.poll() {
-    ///         Ok(Async::Ready(Some(item))) => item,
-    ///         other => panic!("{:?}", other),
-    ///     };
-    ///     // Full: the inner stream is not polled until `first` is dropped.
-    ///     assert!(limited.poll().unwrap().is_not_ready());
-    ///     drop(first);
-    ///     assert_eq!(*limited.poll().unwrap().map(|item| item.unwrap().0.into_inner()).ready().unwrap(), *"second");
-    ///     assert_eq!(stats.full_periods(), 1);
-    ///     Ok::<_, ()>(())
-    /// })
-    /// .wait()
-    /// .unwrap();
+    /// let mut connections = limited.wait();
+    /// let (first, ()) = connections.next().unwrap().unwrap();
+    /// assert_eq!((*first, stats.open()), ("first", 1));
+    /// // While `first` is open the next `next()` would wait; dropping it
+    /// // frees the slot.
+    /// drop(first);
+    /// let (second, ()) = connections.next().unwrap().unwrap();
+    /// assert_eq!((*second, stats.accepted()), ("second", 2));
+    /// ```
+    ///
+    /// A tokio-core server that spawns each connection on the event loop
+    /// itself, at most 1000 open at once:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use futures::{Future, Stream};
+    /// use tk_listen::ListenExt;
+    /// use tokio_core::net::TcpListener;
+    /// use tokio_core::reactor::Core;
+    ///
+    /// let mut core = Core::new().unwrap();
+    /// let handle = core.handle();
+    /// let addr = "127.0.0.1:8080".parse().unwrap();
+    /// let listener = TcpListener::bind(&addr, &handle).unwrap();
+    /// let spawner = handle.clone();
+    /// let server = listener
+    ///     .incoming()
+    ///     .sleep_on_error(Duration::from_millis(100), &handle)
+    ///     .limit_open(1000)
+    ///     .for_each(move |(connection, _peer)| {
+    ///         // The slot is freed when the spawned future drops `connection`.
+    ///         spawner.spawn(
+    ///             tokio_io::io::write_all(connection, b"hello\n")
+    ///                 .map(|_| ())
+    ///                 .map_err(|e| log::error!("write error: {}", e)),
+    ///         );
+    ///         Ok(())
+    ///     });
+    /// core.run(server).unwrap();
     /// ```
     fn limit_open<T, A>(self, max_open: usize) -> LimitOpen<Self>
     where

@@ -11,6 +11,8 @@
 mod process;
 #[allow(unused_imports)] // each bench binary uses its own subset
 pub use process::{nofile_limit, process_cpu, set_nofile_soft, thread_cpu};
+#[path = "../../tests/support/loopback.rs"]
+mod loopback;
 
 pub mod servers;
 pub mod workloads;
@@ -102,4 +104,16 @@ pub fn write_data(name: &str, contents: &str) {
     let path = dir.join(name);
     std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {}", path.display(), e));
     println!("wrote {}", path.display());
+}
+
+/// A blocking client connected to `server` from the `n`-th loopback
+/// address after 127.0.0.2, so that a server sees it as a peer of its own
+/// (Linux only).
+pub fn connect_from_loopback(
+    server: std::net::SocketAddr,
+    n: usize,
+    timeout: Duration,
+) -> std::net::TcpStream {
+    let host = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)) + n as u32;
+    loopback::connect_from_ip(host.into(), server, timeout)
 }

@@ -10,8 +10,8 @@ use crate::connection_io::forward_io;
 /// of its slots until it is dropped.
 ///
 /// Made by the stream of
-/// [`ListenExt::limit_open`](crate::ListenExt::limit_open) (or
-/// [`tokio1::ListenExt::limit_open`](crate::tokio1::ListenExt::limit_open)),
+/// [`ListenExt::limit_open`](crate::ListenExt::limit_open) (or, with the
+/// `tokio1` feature, `tokio1::ListenExt::limit_open`),
 /// which yields it with the item's second half (the peer's address). It
 /// dereferences to the socket and forwards I/O as
 /// [`PeerConnection`](crate::PeerConnection) does: `Read`, `BufRead`,
@@ -65,6 +65,19 @@ impl<T> OpenConnection<T> {
     /// To keep the connection counted, keep the `OpenConnection` and reach
     /// the socket through `Deref`, [`get_ref`](OpenConnection::get_ref) or
     /// [`get_mut`](OpenConnection::get_mut) instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let limited = stream::iter_ok::<_, ()>(vec![("a socket", ())]).limit_open(1);
+    /// let stats = limited.stats();
+    /// let (connection, ()) = limited.wait().next().unwrap().unwrap();
+    /// let socket = connection.into_inner();
+    /// assert_eq!((socket, stats.open()), ("a socket", 0));
+    /// ```
     pub fn into_inner(self) -> T {
         let OpenConnection { socket, slot } = self;
         drop(slot);

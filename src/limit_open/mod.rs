@@ -21,8 +21,7 @@ use self::slots::Slots;
 ///
 /// Made by [`ListenExt::limit_open`](crate::ListenExt::limit_open)
 /// (futures 0.1) or, with the `tokio1` feature,
-/// [`tokio1::ListenExt::limit_open`](crate::tokio1::ListenExt::limit_open)
-/// (a `futures_core` stream), from a stream of `(socket, A)` pairs. It
+/// `tokio1::ListenExt::limit_open` (a `futures_core` stream), from a stream of `(socket, A)` pairs. It
 /// yields `(`[`OpenConnection<socket>`](OpenConnection)`, A)`; each
 /// connection holds a slot until it is dropped. Errors of the inner stream
 /// pass through unchanged, and it ends when the inner stream ends.
@@ -48,6 +47,19 @@ impl<S> LimitOpen<S> {
     /// A handle to this stream's live counters: connections open now and
     /// so far, and the waits at the cap. Take it before the stream moves
     /// into its task; it can be read from any thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let limited = stream::iter_ok::<_, ()>(vec![("a socket", ())]).limit_open(8);
+    /// let stats = limited.stats();
+    /// let open: Vec<_> = limited.wait().collect::<Result<_, _>>().unwrap();
+    /// assert_eq!((stats.max_open(), stats.open(), stats.accepted()), (8, 1, 1));
+    /// # drop(open);
+    /// ```
     pub fn stats(&self) -> OpenStats {
         OpenStats::new(&self.slots)
     }

@@ -20,8 +20,7 @@ use crate::connection_io::forward_io;
 /// also forwards tokio 1's `AsyncRead`, `AsyncBufRead` and `AsyncWrite`
 /// (vectored writes included, so that hyper keeps writing its headers and
 /// body in one call) for a socket that is [`Unpin`], as tokio's
-/// `TcpStream` is; this is what
-/// [`tokio1::ListenExt::limit_per_peer`](crate::tokio1::ListenExt::limit_per_peer)
+/// `TcpStream` is; this is what `tokio1::ListenExt::limit_per_peer`
 /// yields. Dropping it (or the connection
 /// future that owns it) closes the socket and releases the peer's slot, from
 /// whichever thread it is dropped on.

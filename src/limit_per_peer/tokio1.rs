@@ -22,8 +22,8 @@ where
             let Some(accepted) = ready!(Pin::new(&mut this.stream).poll_next(cx)) else {
                 return Poll::Ready(None);
             };
-            if let Some(admitted) = this.admit(accepted) {
-                return Poll::Ready(Some(admitted));
+            if let Some(ready) = this.admit(accepted, |admitted| Poll::Ready(Some(admitted))) {
+                return ready;
             }
         }
         // A flood of rejected connections: let the other tasks on this

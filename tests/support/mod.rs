@@ -21,6 +21,8 @@ use tokio_core::reactor::{Core, Handle, Timeout};
 pub mod emfile_child;
 pub mod logs;
 #[cfg(target_os = "linux")]
+pub mod loopback;
+#[cfg(target_os = "linux")]
 pub mod process;
 pub mod prometheus;
 #[cfg(target_os = "linux")]
@@ -353,22 +355,11 @@ where
 }
 
 /// A blocking client connected to `server` from 127.0.0.`host`, with
-/// generous timeouts. Linux only: it routes all of 127.0.0.0/8 to the
-/// loopback interface, where macOS and the BSDs have only 127.0.0.1 unless
-/// it is given more.
+/// generous timeouts (Linux only, see [`loopback`]).
 #[cfg(target_os = "linux")]
 pub fn connect_from(host: u8, server: SocketAddr) -> net::TcpStream {
-    use socket2::{Domain, Socket, Type};
-
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let source = SocketAddr::from((std::net::Ipv4Addr::new(127, 0, 0, host), 0));
-    socket
-        .bind(&source.into())
-        .expect("bind a loopback address");
-    socket
-        .connect_timeout(&server.into(), GENEROUS)
-        .expect("connect");
-    let stream: net::TcpStream = socket.into();
+    let source = std::net::Ipv4Addr::new(127, 0, 0, host);
+    let stream = loopback::connect_from_ip(source, server, GENEROUS);
     stream.set_read_timeout(Some(GENEROUS)).unwrap();
     stream.set_write_timeout(Some(GENEROUS)).unwrap();
     stream
