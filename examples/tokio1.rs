@@ -15,9 +15,9 @@ use std::process;
 use std::time::Duration;
 
 use log::{error, info};
-use tk_listen::tokio1::{incoming, ListenExt};
+use tk_listen::tokio1::{bind, incoming, ListenExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_stream::StreamExt;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -31,7 +31,7 @@ async fn main() {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = address_from_args();
-    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| {
+    let listener = bind(addr).unwrap_or_else(|e| {
         eprintln!("cannot listen on {}: {}", addr, e);
         process::exit(1);
     });

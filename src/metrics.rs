@@ -4,14 +4,15 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::queue::{AcceptQueue, ListenDrops};
-use crate::{AcceptStats, ListenStats, PeerStats};
+use crate::{AcceptStats, ListenStats, OpenStats, PeerStats};
 
 /// A metrics page in the Prometheus text exposition format (version 0.0.4),
 /// rendered from the live counters of a server.
 ///
 /// Made by [`Metrics::new`], given the stats handles with
 /// [`listen`](Metrics::listen), [`accept`](Metrics::accept),
-/// [`peers`](Metrics::peers) and [`queue`](Metrics::queue); each rendering
+/// [`peers`](Metrics::peers), [`open`](Metrics::open) and
+/// [`queue`](Metrics::queue); each rendering
 /// (`metrics.to_string()`, or `write!` through its [`Display`](fmt::Display))
 /// reads the counters as they are then. Each metric has its `# HELP` and
 /// `# TYPE` lines; counters end in `_total`; durations are in seconds. Serve
@@ -40,6 +41,12 @@ use crate::{AcceptStats, ListenStats, PeerStats};
 /// | `tk_listen_max_per_peer` | gauge | the most connections of one peer | [`PeerStats::max_per_peer`] | |
 /// | `tk_listen_peers` | gauge | peers holding a connection now | [`PeerStats::peers`] | |
 /// | `tk_listen_peer_rejected_total` | counter | connections closed at once: their peer was at its cap | [`PeerStats::rejected`] | `kestrel.rejected_connections` (Kestrel rejects at its global cap; `listen(n)` lets those wait in the queue instead) |
+/// | `tk_listen_open_connections` | gauge | connections open now (`limit_open`) | [`OpenStats::open`] | `kestrel.active_connections` |
+/// | `tk_listen_open_connections_max` | gauge | the most open at once | [`OpenStats::max_open`] | |
+/// | `tk_listen_open_accepted_total` | counter | connections let through | [`OpenStats::accepted`] | |
+/// | `tk_listen_open_full_total` | counter | times every slot was taken and the stream waited | [`OpenStats::full_periods`] | |
+/// | `tk_listen_open_full_seconds_total` | counter | time spent waiting at the cap | [`OpenStats::full_time`] | |
+/// | `tk_listen_open_full` | gauge | 1 while waiting at the cap, else 0 | [`OpenStats::is_full`] | |
 /// | `tk_listen_queued_connections` | gauge | clients in the accept queue, not accepted yet | [`AcceptQueue::read`] | `kestrel.queued_connections` |
 /// | `tk_listen_queued_connections_limit` | gauge | the accept queue's limit | [`AcceptQueue::read`] | |
 /// | `tk_listen_kernel_listen_overflows_total` | counter | handshakes discarded by full accept queues, whole network namespace | [`ListenDrops::read`] | |
@@ -104,6 +111,7 @@ pub struct Metrics {
     listen: Option<ListenStats>,
     accept: Option<AcceptStats>,
     peers: Option<PeerStats>,
+    open: Option<OpenStats>,
     queue: Option<AcceptQueue>,
 }
 
@@ -115,6 +123,7 @@ impl Metrics {
             listen: None,
             accept: None,
             peers: None,
+            open: None,
             queue: None,
         }
     }
@@ -177,6 +186,12 @@ impl Metrics {
         self
     }
 
+    /// Shows the counters of a `limit_open` stream: the `open_*` metrics.
+    pub fn open(mut self, stats: &OpenStats) -> Metrics {
+        self.open = Some(stats.clone());
+        self
+    }
+
     /// Shows the accept queue of the listener (`queued_connections*`) and
     /// the kernel's counts of connection attempts that full queues turned
     /// away (`kernel_listen_*`); each rendering asks the kernel.
@@ -206,6 +221,9 @@ impl fmt::Display for Metrics {
         }
         if let Some(stats) = &self.peers {
             peer_metrics(&mut page, stats)?;
+        }
+        if let Some(stats) = &self.open {
+            open_metrics(&mut page, stats)?;
         }
         if let Some(queue) = &self.queue {
             queue_metrics(&mut page, queue)?;
@@ -299,6 +317,39 @@ fn peer_metrics(page: &mut Page<'_, '_>, stats: &PeerStats) -> fmt::Result {
         "peer_rejected_total",
         "Connections closed at once because their peer held the most it may.",
         stats.rejected(),
+    )
+}
+
+fn open_metrics(page: &mut Page<'_, '_>, stats: &OpenStats) -> fmt::Result {
+    page.gauge(
+        "open_connections",
+        "Connections open now (limit_open).",
+        stats.open(),
+    )?;
+    page.gauge(
+        "open_connections_max",
+        "The most connections open at once.",
+        stats.max_open(),
+    )?;
+    page.counter(
+        "open_accepted_total",
+        "Connections let through by limit_open.",
+        stats.accepted(),
+    )?;
+    page.counter(
+        "open_full_total",
+        "Times every slot was taken and limit_open waited for one.",
+        stats.full_periods(),
+    )?;
+    page.counter(
+        "open_full_seconds_total",
+        "Seconds limit_open waited with every slot taken.",
+        Seconds(stats.full_time()),
+    )?;
+    page.gauge(
+        "open_full",
+        "1 while limit_open waits with every slot taken, else 0.",
+        u8::from(stats.is_full()),
     )
 }
 

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub(crate) use self::durations::Clock;
 pub use self::durations::DurationHistogram;
-use self::durations::Durations;
+use self::durations::{nanos, Durations};
+pub(crate) use self::durations::{Clock, Stamp};
 
 mod durations;
 
@@ -60,6 +60,8 @@ struct ListenCounters {
     panicked: AtomicU64,
     aborted: AtomicU64,
     durations: Durations,
+    /// Time stamps count from here.
+    epoch: Instant,
 }
 
 impl ListenCounters {
@@ -85,8 +87,21 @@ impl ListenStats {
                 panicked: AtomicU64::new(0),
                 aborted: AtomicU64::new(0),
                 durations: Durations::new(),
+                epoch: Instant::now(),
             }),
         }
+    }
+
+    /// A clock for one poll of the server, in [`Stamp`]s.
+    #[inline]
+    pub(crate) fn clock(&self) -> Clock {
+        Clock::new(self.counters.epoch)
+    }
+
+    /// The time stamp of now, reading the clock.
+    #[cfg(feature = "tokio1")]
+    pub(crate) fn now(&self) -> Stamp {
+        nanos(self.counters.epoch.elapsed())
     }
 
     pub(crate) fn record_start(&self) {
@@ -110,43 +125,46 @@ impl ListenStats {
     /// callers take turns (they hold one lock), so only `running` needs the
     /// locked read-modify-write.
     #[cfg(feature = "tokio1")]
-    pub(crate) fn record_end_shared(&self, outcome: Outcome, age: Duration) {
+    pub(crate) fn record_end_shared(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         c.running.fetch_sub(1, Relaxed);
         add(c.outcome(outcome), 1);
-        c.durations.record(age);
+        c.durations.record(now.saturating_sub(started));
     }
 
     /// [`record_aborted`](ListenStats::record_aborted) for such a server,
     /// under the same lock.
     #[cfg(feature = "tokio1")]
-    pub(crate) fn record_aborted_shared(&self, ages: impl Iterator<Item = Duration>) {
+    pub(crate) fn record_aborted_shared(&self, starts: impl Iterator<Item = Stamp>) {
         let c = &*self.counters;
-        let n = self.record_ages(ages);
+        let n = self.record_cut(starts);
         c.running.fetch_sub(n, Relaxed);
     }
 
-    /// Counts a connection that ended after `age`.
-    pub(crate) fn record_end(&self, outcome: Outcome, age: Duration) {
+    /// Counts a connection that started at `started` and ended at `now`.
+    #[inline]
+    pub(crate) fn record_end(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         sub(&c.running, 1);
         add(c.outcome(outcome), 1);
-        c.durations.record(age);
+        c.durations.record(now.saturating_sub(started));
     }
 
-    /// Counts the connections cut unfinished (the server dropped, or the
-    /// drain deadline passed), each of the age it had.
-    pub(crate) fn record_aborted(&self, ages: impl Iterator<Item = Duration>) {
-        let n = self.record_ages(ages);
+    /// Counts the connections cut unfinished now (the server dropped, or
+    /// the drain deadline passed), given their starts.
+    pub(crate) fn record_aborted(&self, starts: impl Iterator<Item = Stamp>) {
+        let n = self.record_cut(starts);
         sub(&self.counters.running, n);
     }
 
-    /// Adds `ages` to `aborted` and to the histogram; how many there were.
-    fn record_ages(&self, ages: impl Iterator<Item = Duration>) -> u64 {
+    /// Adds the connections that started at `starts` to `aborted` and to
+    /// the histogram, aged until now; how many there were.
+    fn record_cut(&self, starts: impl Iterator<Item = Stamp>) -> u64 {
         let c = &*self.counters;
+        let now = nanos(c.epoch.elapsed());
         let mut n = 0;
-        for age in ages {
-            c.durations.record(age);
+        for started in starts {
+            c.durations.record(now.saturating_sub(started));
             n += 1;
         }
         add(&c.aborted, n);
@@ -422,11 +440,13 @@ pub(crate) enum Outcome {
 }
 
 /// Adds `n` to a counter that has one writer at a time (see the module docs).
+#[inline]
 fn add(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
 /// Takes `n` from a counter that has one writer at a time.
+#[inline]
 fn sub(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{self, Read, Write};
-use std::net::{self, SocketAddr};
+use std::net;
 use std::sync::mpsc;
 
 use futures::{Future, Stream};
@@ -147,7 +147,7 @@ fn the_queue_of_a_tokio1_listener_is_read_too() {
     runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket
-            .bind("127.0.0.1:0".parse::<SocketAddr>().unwrap())
+            .bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
             .unwrap();
         let listener = socket.listen(9).unwrap();
         let incoming = tk_listen::tokio1::incoming(listener);

@@ -9,8 +9,10 @@ mod support;
 #[path = "../examples/http/server.rs"]
 mod server;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{self, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use tokio_core::net::TcpListener;
@@ -140,4 +142,134 @@ fn the_metrics_listener_answers_while_the_main_one_is_full_and_shows_the_clients
     );
     drop((silent, waiting));
     server.shutdown().unwrap();
+}
+
+/// The example's binary, built (or found up to date) by `cargo build
+/// --example http` with this test's features, next to this test's binary.
+fn example_binary() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--example", "http"]);
+        if cfg!(feature = "tokio1") {
+            build.args(["--features", "tokio1"]);
+        }
+        let status = build.status().expect("run cargo build --example http");
+        assert!(status.success(), "cargo build --example http failed");
+    });
+    let deps = std::env::current_exe().unwrap();
+    deps.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/http")
+}
+
+/// Runs the example with `args` until it exits; kills it (and fails) if it
+/// is still running after [`GENEROUS`], as it would be if it took a bad
+/// argument for a good one and served.
+fn run_example(args: &[&str]) -> Output {
+    let mut child = Running(
+        Command::new(example_binary())
+            .args(args)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run examples/http"),
+    );
+    let start = std::time::Instant::now();
+    while child
+        .0
+        .try_wait()
+        .expect("wait for examples/http")
+        .is_none()
+    {
+        assert!(
+            start.elapsed() < GENEROUS,
+            "examples/http {:?} did not exit: it took the arguments",
+            args
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut stderr = Vec::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status: child.0.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr,
+    }
+}
+
+#[test]
+fn a_bad_argument_prints_the_usage_line_and_exits_2() {
+    for args in [
+        &["--bogus"][..],
+        &["--metrics"],
+        &["not-an-address"],
+        &["--metrics", "nonsense"],
+        &["127.0.0.1:0", "127.0.0.1:0"],
+        &[
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let output = run_example(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{:?}: {}", args, stderr);
+        assert!(
+            stderr.contains("usage: http [ADDR]"),
+            "{:?}: {}",
+            args,
+            stderr
+        );
+    }
+}
+
+/// Kills and reaps the example when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_example_serves_the_page_on_its_metrics_address() {
+    let mut example = Running(
+        Command::new(example_binary())
+            .args(["127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start examples/http"),
+    );
+    // It prints where it listens: the server's line, then the page's.
+    let mut lines = BufReader::new(example.0.stdout.take().unwrap()).lines();
+    let mut address_on = |prefix: &str| -> SocketAddr {
+        let line = lines.next().expect("a line").expect("UTF-8");
+        let rest = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{:?} does not start with {:?}", line, prefix));
+        rest.split('/').next().unwrap().parse().expect("an address")
+    };
+    let _server = address_on("listening on http://");
+    let metrics = address_on("metrics on http://");
+    let samples = parse(&get(metrics, "/metrics"));
+    assert_eq!(value(&samples, "tk_listen_connections_max"), Some(1000.0));
+    assert_eq!(value(&samples, "tk_listen_queued_connections"), Some(0.0));
 }

@@ -309,3 +309,33 @@ fn the_page_of_a_full_tokio1_server_parses_and_shows_who_runs_and_who_waits() {
     assert_durations_match(&samples, &stats);
     drop(runtime);
 }
+
+#[test]
+fn the_counters_of_limit_open_are_on_the_page() {
+    use futures::Stream as _;
+    let accepts = futures::stream::iter_ok::<_, ()>(vec![("a", ()), ("b", ()), ("c", ())]);
+    let limited = accepts.limit_open(2);
+    let metrics = Metrics::new().open(&limited.stats());
+    let mut limited = limited.wait();
+    let held: Vec<_> = (0..2).map(|_| limited.next().unwrap().unwrap()).collect();
+    let samples = parse(&metrics.to_string());
+    for (name, expected) in [
+        ("tk_listen_open_connections", 2.0),
+        ("tk_listen_open_connections_max", 2.0),
+        ("tk_listen_open_accepted_total", 2.0),
+        ("tk_listen_open_full", 0.0),
+        ("tk_listen_open_full_total", 0.0),
+        ("tk_listen_open_full_seconds_total", 0.0),
+    ] {
+        assert_eq!(
+            value(&samples, name),
+            Some(expected),
+            "{}: {:?}",
+            name,
+            samples
+        );
+    }
+    drop(held);
+    let samples = parse(&metrics.to_string());
+    assert_eq!(value(&samples, "tk_listen_open_connections"), Some(0.0));
+}

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::thread::{self, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tk_listen::tokio1::ListenExt;
 use tk_listen::ListenStats;
@@ -704,4 +704,34 @@ fn a_server_future_is_send_and_its_stats_are_readable_from_other_threads() {
     let stats = server.stats();
     let reader = thread::spawn(move || stats.max_connections());
     assert_eq!(reader.join().unwrap(), 1);
+}
+
+#[test]
+fn a_connection_is_recorded_in_the_histogram_with_its_duration_when_its_task_ends() {
+    for flavour in FLAVOURS {
+        // One ends at once, one after at least 30 ms.
+        let waits = [Duration::ZERO, Duration::from_millis(30)];
+        let connections = tokio_stream::iter(waits).map(tokio::time::sleep);
+        let server = connections.listen(10);
+        let stats = server.stats();
+        let begun = Instant::now();
+        run(flavour, server);
+        let waited = begun.elapsed();
+        let durations = stats.durations();
+        let bucket = |bound| durations.buckets().find(|&(b, _)| b == bound).unwrap().1;
+        assert_eq!(durations.count(), 2, "{:?}", flavour);
+        assert_eq!(
+            bucket(Duration::from_millis(25)),
+            1,
+            "{:?}: {:?}",
+            flavour,
+            durations
+        );
+        assert!(
+            durations.sum() >= Duration::from_millis(30),
+            "{:?}",
+            durations
+        );
+        assert!(durations.sum() <= 2 * waited, "{:?}", durations);
+    }
 }

@@ -82,8 +82,25 @@ pub fn serve_with_metrics(
     handle: &Handle,
     config: Config,
 ) -> impl Future<Item = (), Error = ()> {
-    // Read from the kernel at each scrape; the handle keeps no descriptor.
-    // `None` on systems other than Linux: the page has no queue then.
+    let (server, metrics) = server_and_metrics(listener, handle, config);
+    match metrics_listener {
+        None => Either::A(server),
+        Some(metrics_listener) => {
+            let scrapes = metrics_server(metrics_listener, metrics, handle, config.deadline);
+            Either::B(server.select(scrapes).map(|_| ()).map_err(|_| ()))
+        }
+    }
+}
+
+/// The server of [`serve`] and its metrics page, for a caller that shows
+/// the page its own way (`benches/overload.rs` samples it).
+pub fn server_and_metrics(
+    listener: TcpListener,
+    handle: &Handle,
+    config: Config,
+) -> (impl Future<Item = (), Error = ()>, Metrics) {
+    // Read from the kernel at each scrape; the handle keeps no descriptor
+    // of the listener. `None` on systems other than Linux: no queue then.
     let queue = AcceptQueue::of(&listener).ok();
     let conn_handle = handle.clone();
     let accepts = listener
@@ -110,13 +127,7 @@ pub fn serve_with_metrics(
         metrics = metrics.queue(queue);
     }
     let _ = page.set(metrics.clone());
-    match metrics_listener {
-        None => Either::A(server),
-        Some(metrics_listener) => {
-            let scrapes = metrics_server(metrics_listener, metrics, handle, config.deadline);
-            Either::B(server.select(scrapes).map(|_| ()).map_err(|_| ()))
-        }
-    }
+    (server, metrics)
 }
 
 /// The metrics listener's server: each connection is answered the page.
@@ -218,23 +229,23 @@ fn answer<S: AsyncWrite>(
         Head::Complete(head) => match request_line(&head) {
             Some((method, target)) => {
                 log::info!("{}: {} {} -> 200", peer, method, target);
-                let body = match (target.as_str(), pages) {
+                let (content_type, body) = match (target.as_str(), pages) {
                     (_, Pages::Metrics(metrics)) | ("/stats", Pages::Main(Some(metrics))) => {
-                        metrics.to_string()
+                        (METRICS_TYPE, metrics.to_string())
                     }
-                    _ => BODY.to_string(),
+                    _ => (TEXT, BODY.to_string()),
                 };
                 let sent = if method == "HEAD" { "" } else { body.as_str() };
-                response("200 OK", body.len(), sent)
+                response("200 OK", content_type, body.len(), sent)
             }
             None => {
                 log::info!("{}: malformed request -> 400", peer);
-                response("400 Bad Request", 0, "")
+                response("400 Bad Request", TEXT, 0, "")
             }
         },
         Head::TooLarge => {
             log::info!("{}: request head over {} bytes -> 431", peer, MAX_HEAD);
-            response("431 Request Header Fields Too Large", 0, "")
+            response("431 Request Header Fields Too Large", TEXT, 0, "")
         }
         Head::Closed => {
             log::debug!("{}: closed before sending a request", peer);
@@ -259,10 +270,16 @@ fn request_line(head: &[u8]) -> Option<(String, String)> {
     }
 }
 
-fn response(status: &str, content_length: usize, body: &str) -> Vec<u8> {
+/// The content type of [`BODY`] and the error answers.
+const TEXT: &str = "text/plain";
+
+/// The content type of the metrics page: Prometheus's text format.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn response(status: &str, content_type: &str, content_length: usize, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        status, content_length, body
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        status, content_type, content_length, body
     )
     .into_bytes()
 }

@@ -3,32 +3,36 @@
 //! side is being polled.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::mem;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::Instant;
 
 use futures::task::{self, Task};
 use futures::{Async, Future, Poll, Stream};
-use log::{debug, error, info};
+use log::{error, info};
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::{Handle, Timeout};
 
-use super::{Entry, Shared, State};
-use crate::limits::{timer, POLL_BUDGET};
+use super::set::AddressSet;
+use super::Shared;
+use crate::limits::POLL_BUDGET;
 
 /// The address task of one `BindMany`; it holds the shared state weakly.
 pub(super) fn task<S>(shared: &Rc<RefCell<Shared<S>>>, handle: &Handle) -> AddressTask<S> {
     AddressTask {
         shared: Rc::downgrade(shared),
         handle: handle.clone(),
+        retry: None,
     }
 }
 
 pub(super) struct AddressTask<S> {
     shared: Weak<RefCell<Shared<S>>>,
     handle: Handle,
+    /// The timer of the earliest retry, and when it is due; `None` inside
+    /// means the timer could not be made: retry at the next poll.
+    retry: Option<(Instant, Option<Timeout>)>,
 }
 
 impl<S> Future for AddressTask<S>
@@ -43,7 +47,6 @@ where
         let Some(shared) = self.shared.upgrade() else {
             return Ok(Async::Ready(())); // the `BindMany` was dropped
         };
-        let handle = &self.handle;
         let mut shared = shared.borrow_mut();
         if shared.ended || shared.addresses.is_none() {
             return Ok(Async::Ready(()));
@@ -57,11 +60,13 @@ where
         }
         let mut changed = false;
         if let Some(addresses) = shared.poll_addresses() {
-            shared.replace(addresses, handle);
+            let handle = &self.handle;
+            let bind = |requested| bind_one(requested, handle);
+            shared.set.replace(addresses, Instant::now(), bind);
             changed = true;
         }
         if !shared.ended {
-            changed |= shared.retry_due_binds(handle);
+            changed |= self.retry_due_binds(&mut shared.set);
         }
         if changed || shared.ended {
             if let Some(accept_task) = &shared.accept_task {
@@ -111,131 +116,63 @@ where
 impl<S> Shared<S> {
     fn end(&mut self) {
         self.ended = true;
-        for entry in mem::take(&mut self.listeners) {
-            entry.close();
-        }
+        self.set.clear();
     }
+}
 
-    /// Makes `addresses` the set of listened addresses, keeping the sockets
-    /// of the addresses that stay.
-    fn replace<I: IntoIterator<Item = SocketAddr>>(&mut self, addresses: I, handle: &Handle) {
-        let mut wanted = Vec::new();
-        let mut seen = HashSet::new();
-        for requested in addresses {
-            if seen.insert(requested) {
-                wanted.push(requested); // first occurrence; duplicates skipped
-            }
-        }
-        // Close what leaves before binding what comes: a new address may
-        // overlap a removed one (`0.0.0.0:80` replacing `127.0.0.1:80`).
-        let mut kept = HashMap::new();
-        for entry in mem::take(&mut self.listeners) {
-            if seen.contains(&entry.requested) {
-                kept.insert(entry.requested, entry);
-            } else {
-                entry.close();
-            }
-        }
-        let interval = self.retry_interval;
-        self.listeners = wanted
-            .into_iter()
-            .map(|requested| {
-                kept.remove(&requested).unwrap_or_else(|| Entry {
-                    requested,
-                    state: bind(requested, handle, interval, 0),
-                })
-            })
-            .collect();
-    }
-
-    /// Binds again the addresses whose retry is due; says whether one of them
-    /// now listens.
-    fn retry_due_binds(&mut self, handle: &Handle) -> bool {
-        let interval = self.retry_interval;
-        let mut bound = false;
-        for entry in &mut self.listeners {
-            let State::Retrying { timer, failures } = &mut entry.state else {
-                continue;
+impl<S> AddressTask<S> {
+    /// Binds again the addresses whose retry is due and sets the timer for
+    /// the next one; says whether an address now listens.
+    fn retry_due_binds(&mut self, set: &mut AddressSet<TcpListener>) -> bool {
+        let mut now = Instant::now();
+        if let Some((due, timer)) = &mut self.retry {
+            let fired = match timer {
+                None => true,
+                Some(timer) => match timer.poll() {
+                    Ok(Async::NotReady) => false,
+                    Ok(Async::Ready(())) => true,
+                    Err(e) => {
+                        error!("bind retry timer failed: {}; retrying now", e);
+                        true
+                    }
+                },
             };
-            if let Some(pending) = timer {
-                match pending.poll() {
-                    Ok(Async::NotReady) => continue,
-                    Ok(Async::Ready(())) => {}
-                    Err(e) => error!("bind retry timer for {} failed: {}", entry.requested, e),
-                }
+            if fired {
+                now = now.max(*due);
+                self.retry = None;
             }
-            entry.state = bind(entry.requested, handle, interval, *failures);
-            bound |= matches!(entry.state, State::Listening { .. });
+        }
+        let handle = &self.handle;
+        let bound = set.retry_due(now, |requested| bind_one(requested, handle));
+        match set.next_retry() {
+            None => self.retry = None,
+            Some(due) if self.retry.as_ref().is_some_and(|(armed, _)| *armed == due) => {}
+            Some(due) => self.retry = Some((due, retry_timer(due, handle))),
         }
         bound
     }
 }
 
-impl Entry {
-    fn close(self) {
-        match self.state {
-            State::Listening { local, .. } => {
-                info!(
-                    "stopped listening on {} (requested {})",
-                    local, self.requested
-                )
-            }
-            State::Retrying { .. } => info!("no longer trying to listen on {}", self.requested),
-        }
-    }
+/// Binds one address of a `BindMany`, with tokio-core's
+/// `TcpListener::bind` (the options listed in `BindMany`'s docs).
+fn bind_one(requested: SocketAddr, handle: &Handle) -> io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(&requested, handle)?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
-/// Binds `requested`; on failure schedules a retry after `interval`.
-/// `failures` counts the tries that failed before this one.
-fn bind(requested: SocketAddr, handle: &Handle, interval: Duration, failures: u32) -> State {
-    let bound = TcpListener::bind(&requested, handle)
-        .and_then(|listener| Ok((listener.local_addr()?, listener)));
-    match bound {
-        Ok((local, listener)) => {
-            if failures == 0 {
-                info!("listening on {} (requested {})", local, requested);
-            } else {
-                info!(
-                    "listening on {} (requested {}) after {} failed attempts",
-                    local, requested, failures
-                );
-            }
-            State::Listening { listener, local }
-        }
-        Err(e) => {
-            if failures == 0 {
-                error!(
-                    "cannot listen on {}: {}; retrying every {:?}",
-                    requested, e, interval
-                );
-            } else {
-                debug!(
-                    "still cannot listen on {}: {} (attempt {})",
-                    requested,
-                    e,
-                    failures + 1
-                );
-            }
-            State::Retrying {
-                timer: retry_timer(requested, interval, handle),
-                failures: failures + 1,
-            }
-        }
-    }
-}
-
-/// A timer for the next bind of `requested`, already polled once so that it
-/// wakes the current task. `None` means "retry at the next poll", and this
-/// task is woken for it.
-fn retry_timer(requested: SocketAddr, interval: Duration, handle: &Handle) -> Option<Timeout> {
-    let polled = timer(interval, handle).and_then(|mut timer| match timer.poll()? {
+/// A timer that fires at `due`, already polled once so that it wakes the
+/// current task. `None` means "retry at the next poll", and this task is
+/// woken for it.
+fn retry_timer(due: Instant, handle: &Handle) -> Option<Timeout> {
+    let polled = Timeout::new_at(due, handle).and_then(|mut timer| match timer.poll()? {
         Async::NotReady => Ok(Some(timer)),
         Async::Ready(()) => Ok(None),
     });
     match polled {
         Ok(Some(timer)) => return Some(timer),
         Ok(None) => {}
-        Err(e) => error!("bind retry timer for {} failed: {}", requested, e),
+        Err(e) => error!("bind retry timer failed: {}; retrying now", e),
     }
     task::current().notify();
     None

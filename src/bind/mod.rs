@@ -8,11 +8,15 @@ use std::time::Duration;
 use futures::task::{self, Task};
 use futures::{Async, Poll, Stream};
 use tokio_core::net::{TcpListener, TcpStream};
-use tokio_core::reactor::{Handle, Timeout};
+use tokio_core::reactor::Handle;
 
-use crate::limits::{yield_to_other_tasks, POLL_BUDGET};
+use self::set::{AddressSet, Yield};
+use crate::limits::yield_to_other_tasks;
 
 mod addresses;
+mod set;
+#[cfg(feature = "tokio1")]
+pub(crate) mod tokio1;
 
 /// A stream of connections accepted on a changing set of addresses.
 ///
@@ -24,6 +28,10 @@ mod addresses;
 /// `TcpListener::incoming()` does for one address, so it plugs into
 /// [`sleep_on_error`](crate::ListenExt::sleep_on_error) and
 /// [`listen`](crate::ListenExt::listen) the same way.
+///
+/// The sections below (reloads, bind failures, fairness) hold for
+/// `tk_listen::tokio1::BindMany` too (feature `tokio1`), which is made of the
+/// same code; its docs list the few differences.
 ///
 /// # Reloads
 ///
@@ -141,10 +149,6 @@ pub struct BindMany<S> {
     handle: Handle,
     /// The address task was spawned.
     started: bool,
-    /// Where the next poll starts looking for a connection.
-    next: usize,
-    /// Results yielded since the stream last returned `NotReady`.
-    streak: usize,
 }
 
 /// What the accept side and the address task share.
@@ -153,32 +157,12 @@ struct Shared<S> {
     addresses: Option<S>,
     /// The address stream ended or failed: every listener is closed.
     ended: bool,
-    retry_interval: Duration,
-    /// In the order of the latest address list, without duplicates.
-    listeners: Vec<Entry>,
+    /// The listeners, the retry schedule and whose turn it is.
+    set: AddressSet<TcpListener>,
     /// The task that polls this stream, woken when listeners change.
     accept_task: Option<Task>,
     /// The address task, woken when this stream is dropped so that it ends.
     address_task: Option<Task>,
-}
-
-/// One address of the set and what became of it.
-struct Entry {
-    requested: SocketAddr,
-    state: State,
-}
-
-enum State {
-    Listening {
-        listener: TcpListener,
-        local: SocketAddr,
-    },
-    /// Binding failed `failures` times; the next try is when `timer` fires
-    /// (or at the next poll of the address task if there is no timer).
-    Retrying {
-        timer: Option<Timeout>,
-        failures: u32,
-    },
 }
 
 impl<S> BindMany<S> {
@@ -209,15 +193,12 @@ impl<S> BindMany<S> {
             shared: Rc::new(RefCell::new(Shared {
                 addresses: Some(addresses),
                 ended: false,
-                retry_interval: Duration::from_secs(1),
-                listeners: Vec::new(),
+                set: AddressSet::new(),
                 accept_task: None,
                 address_task: None,
             })),
             handle: handle.clone(),
             started: false,
-            next: 0,
-            streak: 0,
         }
     }
 
@@ -245,7 +226,7 @@ impl<S> BindMany<S> {
     /// listeners.retry_interval(Duration::from_millis(250));
     /// ```
     pub fn retry_interval(&mut self, interval: Duration) -> &mut Self {
-        self.shared.borrow_mut().retry_interval = interval;
+        self.shared.borrow_mut().set.set_retry_interval(interval);
         self
     }
 
@@ -274,15 +255,7 @@ impl<S> BindMany<S> {
     /// }
     /// ```
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.shared
-            .borrow()
-            .listeners
-            .iter()
-            .filter_map(|entry| match entry.state {
-                State::Listening { local, .. } => Some(local),
-                State::Retrying { .. } => None,
-            })
-            .collect()
+        self.shared.borrow().set.local_addrs()
     }
 
     /// The stream of address lists.
@@ -338,28 +311,15 @@ where
         {
             shared.accept_task = Some(task::current());
         }
-        if self.streak >= POLL_BUDGET {
-            self.streak = 0;
-            return Ok(yield_to_other_tasks());
+        let next = shared.set.next_ready(|listener| match listener.accept() {
+            Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            result => Some(result),
+        });
+        match next {
+            Ok(Some(result)) => result.map(|accepted| Async::Ready(Some(accepted))),
+            Ok(None) => Ok(Async::NotReady),
+            Err(Yield) => Ok(yield_to_other_tasks()),
         }
-        let count = shared.listeners.len();
-        let start = self.next;
-        for i in 0..count {
-            let index = (start + i) % count;
-            let result = match &mut shared.listeners[index].state {
-                State::Listening { listener, .. } => match listener.accept() {
-                    Ok(accepted) => Ok(accepted),
-                    Err(ref e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => Err(e),
-                },
-                State::Retrying { .. } => continue,
-            };
-            self.next = (index + 1) % count;
-            self.streak += 1;
-            return result.map(|accepted| Async::Ready(Some(accepted)));
-        }
-        self.streak = 0;
-        Ok(Async::NotReady)
     }
 }
 
@@ -367,27 +327,10 @@ impl<S> fmt::Debug for BindMany<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shared = self.shared.borrow();
         f.debug_struct("BindMany")
-            .field("listeners", &shared.listeners)
-            .field("retry_interval", &shared.retry_interval)
+            .field("listeners", &shared.set)
+            .field("retry_interval", &shared.set.retry_interval())
             .field("ended", &shared.ended)
             .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for Entry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.state {
-            State::Listening { local, .. } => {
-                write!(f, "{} (listening on {})", self.requested, local)
-            }
-            State::Retrying { failures, .. } => {
-                write!(
-                    f,
-                    "{} (bind failed {} times, retrying)",
-                    self.requested, failures
-                )
-            }
-        }
     }
 }
 

@@ -21,14 +21,14 @@ type Signal = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
 /// [`tk_listen::Drain`](crate::Drain) on the futures 0.1 side. A `Drain` is
 /// a future that resolves once the drain has begun (the signal fired, or
 /// [`begin`](Drain::begin) was called), so it is the signal given to
-/// [`Listen::with_graceful_shutdown`](super::Listen::with_graceful_shutdown):
+/// [`Listen::with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown):
 /// the server then stops accepting. Each connection wrapped with
 /// [`watch`](Drain::watch) learns of the drain at once, even while idle, and
 /// is asked to finish: for hyper, `|conn| conn.graceful_shutdown()`, which
 /// closes an idle keep-alive connection at once, lets the requests in
 /// flight complete, and sends GOAWAY on HTTP/2. So the drain lasts as long
 /// as the requests in flight, not as long as idle clients stay connected.
-/// [`drain_deadline`](super::Listen::drain_deadline) bounds it.
+/// [`drain_deadline`](crate::tokio1::Listen::drain_deadline) bounds it.
 ///
 /// Clones share one drain; it is `Send` and `Sync`.
 ///
@@ -88,7 +88,7 @@ impl Drain {
     /// A drain that begins when `signal` resolves; its output is ignored.
     /// The signal is polled by whoever polls the `Drain` as a future (the
     /// server, in
-    /// [`with_graceful_shutdown`](super::Listen::with_graceful_shutdown)).
+    /// [`with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown)).
     /// The beginning is logged at `info`, with the number of connections
     /// told. For a drain begun only by hand, pass
     /// [`std::future::pending()`].
@@ -161,7 +161,7 @@ impl Drain {
     /// Runs the connection future `conn`, and calls `on_drain` on it once
     /// when the drain begins (at once if it has begun already); then keeps
     /// polling `conn` until it ends. The returned future resolves to what
-    /// `conn` resolves to, so [`listen`](super::ListenExt::listen) counts
+    /// `conn` resolves to, so [`listen`](crate::tokio1::ListenExt::listen) counts
     /// its outcome as usual.
     ///
     /// Cheap: while the drain hasn't begun, each poll costs one atomic load

@@ -130,7 +130,9 @@ where
                         Ok(timer) => self.timer = Some(timer),
                         Err(e) => {
                             error!("no timer for the drain deadline ({}): dropping the connections now", e);
-                            return Ok(Async::Ready(self.cut(*deadline)));
+                            let deadline = *deadline;
+                            self.cut(deadline);
+                            return Ok(Async::Ready(()));
                         }
                     }
                 }
@@ -146,7 +148,8 @@ where
             if !matches!(timer.poll(), Ok(Async::NotReady)) {
                 self.timer = None;
                 let deadline = self.deadline.as_ref().map_or(Duration::ZERO, |d| d.0);
-                return Ok(Async::Ready(self.cut(deadline)));
+                self.cut(deadline);
+                return Ok(Async::Ready(()));
             }
         }
         Ok(Async::NotReady)

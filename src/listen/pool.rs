@@ -13,14 +13,13 @@ use std::any::Any;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use futures::executor::{self, Notify};
 use futures::task::{self, Task};
 use futures::{Async, Future};
 use log::error;
 
-use crate::stats::{Clock, ListenStats, Outcome};
+use crate::stats::{Clock, ListenStats, Outcome, Stamp};
 
 /// The wake-up id of the stream; connection `i` has id `i + 1`.
 pub(super) const STREAM: usize = 0;
@@ -28,7 +27,7 @@ pub(super) const STREAM: usize = 0;
 /// Running connection futures, in slots that are reused.
 pub(super) struct Pool<F> {
     /// Each running future with the time it started.
-    slots: Vec<Option<(F, Instant)>>,
+    slots: Vec<Option<(F, Stamp)>>,
     /// Empty slots, reused last-freed first.
     free: Vec<usize>,
     running: usize,
@@ -61,7 +60,7 @@ where
         let slot = self.free.last().copied().unwrap_or(self.slots.len());
         if let Some(outcome) = poll_connection(&mut future, slot + 1, wakeups) {
             // Ended within this poll: no time passed by this poll's clock.
-            self.stats.record_end(outcome, Duration::ZERO);
+            self.stats.record_end(outcome, 0, 0);
             return;
         }
         let started = clock.now();
@@ -84,8 +83,7 @@ where
         let Some(outcome) = poll_connection(future, id, wakeups) else {
             return false;
         };
-        let age = clock.now().saturating_duration_since(*started);
-        self.stats.record_end(outcome, age);
+        self.stats.record_end(outcome, *started, clock.now());
         self.slots[slot] = None;
         self.free.push(slot);
         self.running -= 1;
@@ -100,10 +98,8 @@ impl<F> Pool<F> {
     pub(super) fn abort_all(&mut self) -> usize {
         let aborted = self.running;
         if aborted > 0 {
-            let now = Instant::now();
-            let ages = self.slots.iter().flatten();
-            let ages = ages.map(|(_, started)| now.saturating_duration_since(*started));
-            self.stats.record_aborted(ages);
+            let starts = self.slots.iter().flatten().map(|&(_, started)| started);
+            self.stats.record_aborted(starts);
             self.slots.clear();
             self.free.clear();
             self.running = 0;

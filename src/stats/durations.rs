@@ -150,13 +150,9 @@ impl Durations {
         }
     }
 
-    /// Counts one connection that lasted `duration`.
-    pub(super) fn record(&self, duration: Duration) {
-        // Whole nanoseconds in a `u64` (584 years) without `u128` arithmetic.
-        let nanos = duration
-            .as_secs()
-            .saturating_mul(SEC)
-            .saturating_add(u64::from(duration.subsec_nanos()));
+    /// Counts one connection that lasted `nanos` nanoseconds.
+    #[inline]
+    pub(super) fn record(&self, nanos: u64) {
         add(&self.counts[bucket(nanos)], 1);
         add(&self.sum_nanos, nanos);
     }
@@ -169,28 +165,74 @@ impl Durations {
     }
 }
 
-/// The bucket of a duration: the first whose bound is at least `nanos`. A
-/// linear search, which for the short connections most servers see stops at
-/// the first bucket or two.
+/// The bucket of a duration: the first whose bound is at least `nanos`.
+/// The number of bits of `nanos` picks where to start looking
+/// ([`FIRST_CANDIDATE`]); as two bounds are at least twice apart, at most
+/// two comparisons follow.
+#[inline]
 fn bucket(nanos: u64) -> usize {
-    BOUNDS_NANOS
-        .iter()
-        .position(|&bound| nanos <= bound)
-        .unwrap_or(BOUNDS_NANOS.len())
+    let bits = (u64::BITS - nanos.leading_zeros()) as usize;
+    let mut i = FIRST_CANDIDATE[bits];
+    while i < BOUNDS_NANOS.len() && nanos > BOUNDS_NANOS[i] {
+        i += 1;
+    }
+    i
 }
+
+/// For a duration of `bits` bits (at least `2^(bits - 1)` ns), the first
+/// bucket it can be in.
+const FIRST_CANDIDATE: [usize; 65] = {
+    let mut table = [0; 65];
+    let mut bits = 1;
+    while bits <= 64 {
+        let least = 1u64 << (bits - 1);
+        let mut i = 0;
+        while i < BOUNDS_NANOS.len() && BOUNDS_NANOS[i] < least {
+            i += 1;
+        }
+        table[bits] = i;
+        bits += 1;
+    }
+    table
+};
+
+/// A time stamp: nanoseconds since the server's counters were made. Stamps
+/// subtract as plain integers, where `Instant`s take a checked subtraction
+/// of seconds and nanoseconds each time.
+pub(crate) type Stamp = u64;
 
 /// The time stamp of the starts and ends a server handles in one poll: the
 /// clock is read at most once per poll, and only if a connection starts or
 /// ends in it.
-#[derive(Default)]
 pub(crate) struct Clock {
-    now: Option<Instant>,
+    epoch: Instant,
+    now: Option<Stamp>,
 }
 
 impl Clock {
-    pub(crate) fn now(&mut self) -> Instant {
-        *self.now.get_or_insert_with(Instant::now)
+    pub(super) fn new(epoch: Instant) -> Clock {
+        Clock { epoch, now: None }
     }
+
+    #[inline]
+    pub(crate) fn now(&mut self) -> Stamp {
+        let epoch = self.epoch;
+        *self.now.get_or_insert_with(|| read(epoch))
+    }
+}
+
+/// Reads the clock: kept out of line, so that the calls stay small.
+#[inline(never)]
+fn read(epoch: Instant) -> Stamp {
+    nanos(epoch.elapsed())
+}
+
+/// Whole nanoseconds in a `u64` (584 years), without `u128` arithmetic.
+pub(super) fn nanos(duration: Duration) -> u64 {
+    duration
+        .as_secs()
+        .saturating_mul(SEC)
+        .saturating_add(u64::from(duration.subsec_nanos()))
 }
 
 #[cfg(test)]
@@ -208,16 +250,35 @@ mod tests {
     }
 
     #[test]
-    fn bounds_increase() {
-        assert!(BOUNDS_NANOS.windows(2).all(|w| w[0] < w[1]));
+    fn bounds_increase_at_least_twofold() {
+        assert!(BOUNDS_NANOS.windows(2).all(|w| w[0] * 2 <= w[1]));
+    }
+
+    #[test]
+    fn the_bucket_search_agrees_with_a_linear_one() {
+        let linear = |nanos: u64| {
+            BOUNDS_NANOS
+                .iter()
+                .position(|&bound| nanos <= bound)
+                .unwrap_or(BOUNDS_NANOS.len())
+        };
+        let mut probes = vec![0, 1, u64::MAX];
+        for &bound in &BOUNDS_NANOS {
+            probes.extend([bound - 1, bound, bound + 1, bound / 2, bound * 2]);
+        }
+        probes.extend((0..64).map(|bits| 1u64 << bits));
+        probes.extend((1..64).map(|bits| (1u64 << bits) - 1));
+        for nanos in probes {
+            assert_eq!(bucket(nanos), linear(nanos), "{} ns", nanos);
+        }
     }
 
     #[test]
     fn a_reading_is_cumulative_and_sums_the_durations() {
         let durations = Durations::new();
-        durations.record(Duration::from_micros(500));
-        durations.record(Duration::from_millis(3));
-        durations.record(Duration::from_secs(7200));
+        durations.record(500_000);
+        durations.record(3 * MS);
+        durations.record(7200 * SEC);
         let reading = durations.read();
         let buckets: Vec<_> = reading.buckets().collect();
         assert_eq!(buckets[0], (Duration::from_millis(1), 1));

@@ -14,7 +14,9 @@
 //!
 //! | futures 0.1 / tokio-core | tokio 1 |
 //! |---|---|
+//! | `TcpListener::bind(&addr, &handle)`, backlog 1024 | [`bind`]`(addr)`, backlog 1024; [`bind_with_backlog`]`(addr, n)` |
 //! | `listener.incoming()` | [`incoming(listener)`](incoming) (`TcpListener`, `UnixListener`) |
+//! | [`crate::BindMany::new`]`(addresses, &handle)` | [`BindMany::new`]`(addresses)` |
 //! | [`crate::ListenExt::sleep_on_error`]`(delay, &handle)` | [`ListenExt::sleep_on_error`]`(delay)` |
 //! | [`crate::ListenExt::listen`]`(n)`, connections on the event loop | [`ListenExt::listen`]`(n)`, connections as tasks on every worker; [`ListenExt::listen_local`]`(n)` for `!Send` ones |
 //! | [`crate::ListenExt::take_until`]`(signal)` | [`Listen::with_graceful_shutdown`]`(signal)` |
@@ -24,6 +26,12 @@
 //! The error policy (which `accept()` errors are skipped, which pause) is
 //! the one in [`crate::ListenExt::sleep_on_error`], decided by the same code;
 //! so are the 64-per-poll budget and the one-year cap on delays.
+//!
+//! Bind with [`bind`] rather than tokio's `TcpListener::bind`: tokio's
+//! listens with a backlog of 128 clients, and when a burst is larger than
+//! the backlog, the kernel drops the SYNs of the extra clients, which try
+//! again only after a second ([`incoming`](incoming#the-backlog) has the
+//! details). [`bind`] gives 1024, as tokio-core did.
 //!
 //! Turn each accepted socket into its connection future with `map` from
 //! `tokio_stream::StreamExt` or `futures::StreamExt` (any
@@ -37,14 +45,14 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use tk_listen::tokio1::{incoming, ListenExt};
+//! use tk_listen::tokio1::{bind, incoming, ListenExt};
 //! use tokio::io::AsyncWriteExt;
-//! use tokio::net::TcpListener;
 //! use tokio_stream::StreamExt;
 //!
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
-//!     let listener = TcpListener::bind("127.0.0.1:8080").await?;
+//!     // A backlog of 1024 clients waiting for a slot, not tokio's 128.
+//!     let listener = bind("127.0.0.1:8080".parse().unwrap())?;
 //!     let server = incoming(listener)
 //!         // Skip per-connection errors; on EMFILE and friends, pause 100 ms.
 //!         .sleep_on_error(Duration::from_millis(100))
@@ -72,9 +80,11 @@ mod sleep_on_error;
 
 #[cfg(feature = "axum")]
 pub use self::axum::{axum_listener, AxumListener};
+pub use crate::bind::tokio1::BindMany;
+
 pub use self::connection::ConnectionOutput;
 pub use self::ext::ListenExt;
-pub use self::incoming::{incoming, Incoming};
+pub use self::incoming::{bind, bind_with_backlog, incoming, Incoming, DEFAULT_BACKLOG};
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;

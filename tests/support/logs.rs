@@ -61,6 +61,26 @@ pub fn wait_logged(start: &str) {
     assert!(!waited.timed_out(), "never logged: {}", start);
 }
 
+/// How many lines were kept so far: a mark for [`wait_logged_since`].
+pub fn mark() -> usize {
+    lock().len()
+}
+
+/// Waits (at most [`GENEROUS`]) until a line that starts with `start` was
+/// logged after `mark`: unlike [`wait_logged`], not fooled by an earlier line
+/// about a port that another test used before.
+pub fn wait_logged_since(mark: usize, start: &str) {
+    let (_lines, waited) = CAPTURE
+        .added
+        .wait_timeout_while(lock(), GENEROUS, |lines| {
+            !lines[mark..]
+                .iter()
+                .any(|(_, line)| line.starts_with(start))
+        })
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    assert!(!waited.timed_out(), "never logged: {}", start);
+}
+
 /// A test that failed while holding the lock leaves the lines whole.
 fn lock() -> MutexGuard<'static, Vec<(Level, String)>> {
     CAPTURE

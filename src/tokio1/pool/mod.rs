@@ -30,7 +30,7 @@ use self::tasks::Tasks;
 pub(super) use self::tasks::{run, Report};
 use crate::drain::state::log_deadline_passed;
 use crate::limits::{check_max_connections, POLL_BUDGET};
-use crate::stats::{Clock, ListenStats};
+use crate::stats::ListenStats;
 
 mod tasks;
 
@@ -120,7 +120,7 @@ where
         }
 
         let (mut ended, mut started) = (0, 0);
-        let mut clock = Clock::default();
+        let mut clock = self.stats.clock();
         loop {
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the

@@ -8,13 +8,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use log::{debug, error};
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use crate::stats::{ListenStats, Outcome};
+use crate::stats::{ListenStats, Outcome, Stamp};
 use crate::tokio1::connection::{ConnectionOutput, PanicMessage};
 
 /// The running connections' tasks, and the queue their freed slots arrive
@@ -22,7 +21,7 @@ use crate::tokio1::connection::{ConnectionOutput, PanicMessage};
 pub(super) struct Tasks {
     /// A slab: the handle of the task in each slot, to abort it on drop,
     /// and the time it started, for the age of an aborted one.
-    handles: Vec<Option<(JoinHandle<()>, Instant)>>,
+    handles: Vec<Option<(JoinHandle<()>, Stamp)>>,
     /// The slots of `handles` that are free.
     free: Vec<usize>,
     /// Slots taken: tasks started and not yet taken out of the queue.
@@ -76,7 +75,7 @@ impl Tasks {
 
     /// Starts one task, which `spawn` makes of the report it is given;
     /// `started` is the time stamp of the pool's poll.
-    pub(super) fn start(&mut self, started: Instant, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
+    pub(super) fn start(&mut self, started: Stamp, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
         let slot = self.free.pop().unwrap_or(self.handles.len());
         // Counted before the task exists: on another worker it may end, and
         // count its end, before `spawn` returns.
@@ -150,15 +149,14 @@ impl Tasks {
                 for &slot in queue.ended.iter().chain(&self.ended[self.next..]) {
                     reported[slot] = true;
                 }
-                let now = Instant::now();
                 let cut = self
                     .handles
                     .iter()
                     .zip(reported)
                     .filter_map(|(handle, reported)| {
-                        let (_, started) = handle.as_ref().filter(|_| !reported)?;
+                        let &(_, started) = handle.as_ref().filter(|_| !reported)?;
                         aborted += 1;
-                        Some(now.saturating_duration_since(*started))
+                        Some(started)
                     });
                 self.shared.stats.record_aborted_shared(cut);
             }
@@ -187,7 +185,7 @@ pub(crate) struct Report {
     /// `None` once sent.
     shared: Option<Arc<Shared>>,
     slot: usize,
-    started: Instant,
+    started: Stamp,
 }
 
 impl Report {
@@ -198,13 +196,13 @@ impl Report {
         let Some(shared) = self.shared.take() else {
             return false;
         };
-        let age = self.started.elapsed();
+        let now = shared.stats.now();
         let waker = {
             let mut queue = lock(&shared.queue);
             if queue.closed {
                 return false;
             }
-            shared.stats.record_end_shared(outcome, age);
+            shared.stats.record_end_shared(outcome, self.started, now);
             queue.ended.push(self.slot);
             queue.waker.take()
         };
