@@ -29,12 +29,12 @@ async fn main() {
     });
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let shutdown = app::shutdown_signal().expect("install the SIGTERM and SIGINT handlers");
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("cannot listen on {}: {}", addr, e);
-            process::exit(1);
-        });
+    // A backlog of 1024, not tokio's 128: a burst of clients waits instead of
+    // losing its SYNs.
+    let listener = tk_listen::tokio1::bind(addr).unwrap_or_else(|e| {
+        eprintln!("cannot listen on {}: {}", addr, e);
+        process::exit(1);
+    });
     let config = app::config(per_peer);
     println!(
         "listening on http://{}/ ({} connections at most, {} per peer)",
