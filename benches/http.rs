@@ -14,7 +14,6 @@
 //! HTTP_ROUNDS=5 HTTP_SECONDS=5 cargo bench --features axum --bench http
 //! ```
 
-#[allow(dead_code)]
 mod support;
 
 #[path = "../examples/hyper/server.rs"]
