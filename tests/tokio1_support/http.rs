@@ -50,8 +50,9 @@ fn tool(name: &str, package: &str) -> Command {
     command
 }
 
-/// Runs `command` for at most `GENEROUS` plus its own time bound; returns
-/// its standard output, failing the test unless it succeeded.
+/// Runs `command` (each client here bounds its own time: curl's
+/// `--max-time`, wrk's `-d` and `--timeout`, h2load's `-T`); returns its
+/// standard output, failing the test unless it succeeded.
 fn output(mut command: Command) -> String {
     let out = command.output().expect("run the client");
     let stderr = String::from_utf8_lossy(&out.stderr);
