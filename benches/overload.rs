@@ -121,6 +121,7 @@ fn start_server() -> (SocketAddr, Metrics) {
         let config = server::Config {
             max_connections: SLOTS,
             deadline: DEADLINE,
+            per_peer: server::MAX_PER_PEER,
         };
         let (server, metrics) = server::server_and_metrics(listener, &handle, config);
         tx.send((addr, metrics)).unwrap();

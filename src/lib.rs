@@ -83,6 +83,9 @@
 //! - `accept-queue` (off by default, Linux): [`AcceptQueue`] reads the
 //!   clients waiting in a listener's accept queue from the kernel, for
 //!   [`Metrics`]; it brings in `netlink-sys`.
+//! - `axum` (off by default; implies `tokio1`): [`tokio1::axum_listener`],
+//!   a tokio 1 accept stream served by `axum::serve` (axum 0.8), with this
+//!   crate's error policy and caps.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]

@@ -50,6 +50,7 @@ fn handover_server_child() {
     let config = server::Config {
         max_connections: max.parse().unwrap(),
         deadline: Duration::from_secs(30),
+        per_peer: server::MAX_PER_PEER,
     };
     // Signal handlers first: the tests signal as soon as this line is out.
     let server = server::serve_until(listener, None, &handle, config, handover.shutdown_signal());

@@ -19,6 +19,7 @@ fn start(max_connections: usize, deadline: Duration) -> Server {
     let config = server::Config {
         max_connections,
         deadline,
+        per_peer: server::MAX_PER_PEER,
     };
     Server::start(move |listener, handle| server::serve(listener, handle, config))
 }

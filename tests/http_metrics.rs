@@ -26,6 +26,7 @@ fn start(max_connections: usize) -> (Server, SocketAddr) {
     let config = server::Config {
         max_connections,
         deadline: GENEROUS,
+        per_peer: server::MAX_PER_PEER,
     };
     let metrics = net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics_addr = metrics.local_addr().unwrap();

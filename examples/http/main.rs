@@ -12,16 +12,17 @@
 //! learns `READY=1` and the successor's `MAINPID` (see `tk_listen::Handover`).
 //!
 //! ```sh
-//! cargo run --features handover --example http   # listens on 127.0.0.1:8080
-//! cargo run --features handover --example http -- 127.0.0.1:8080 --metrics 127.0.0.1:9090
+//! cargo run --features handover,accept-queue --example http   # listens on 127.0.0.1:8080
+//! cargo run --features handover,accept-queue --example http -- 127.0.0.1:8080 --metrics 127.0.0.1:9090
 //! curl -i http://127.0.0.1:8080/               # 200 OK, "hello from tk-listen"
 //! curl http://127.0.0.1:8080/stats             # the counters, Prometheus text format
 //! curl http://127.0.0.1:9090/metrics           # the same page, on its own listener
 //! nc 127.0.0.1 8080                            # send nothing: dropped after 5 s
 //! kill -HUP $(pgrep -n http)                   # a new process serves, no client lost
+//! cargo run --features handover,accept-queue --example http -- --per-peer 64  # for `wrk -c 64`
 //! ```
 //!
-//! Usage: `http [ADDR] [--metrics ADDR]`. The server itself is in
+//! Usage: `http [ADDR] [--metrics ADDR] [--per-peer N]`. The server itself is in
 //! `server.rs`, which `tests/http.rs` runs too.
 
 mod server;
@@ -34,17 +35,21 @@ use std::time::Duration;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
-const USAGE: &str = "usage: http [ADDR] [--metrics ADDR]";
+const USAGE: &str =
+    "usage: http [ADDR] [--metrics ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
 
-/// The command line: the address to serve, and the metrics listener's.
+/// The command line: the address to serve, the metrics listener's, and the
+/// per-peer cap.
 struct Args {
     addr: SocketAddr,
     metrics: Option<SocketAddr>,
+    per_peer: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut addr = None;
     let mut metrics = None;
+    let mut per_peer = server::MAX_PER_PEER;
     let mut args = env::args().skip(1);
     while let Some(arg) = args.next() {
         let parse = |value: Option<String>, what: &str| {
@@ -55,6 +60,14 @@ fn parse_args() -> Result<Args, String> {
         };
         match arg.as_str() {
             "--metrics" if metrics.is_none() => metrics = Some(parse(args.next(), "--metrics")?),
+            "--per-peer" => {
+                let n = args.next().ok_or("--per-peer needs a number")?;
+                per_peer = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("--per-peer {}: not a number above 0", n))?;
+            }
             _ if !arg.starts_with('-') && addr.is_none() => addr = Some(parse(Some(arg), "ADDR")?),
             _ => return Err(format!("unexpected argument {:?}", arg)),
         }
@@ -62,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         addr: addr.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
         metrics,
+        per_peer,
     })
 }
 
@@ -89,12 +103,14 @@ fn main() {
     let config = server::Config {
         max_connections: 1000,
         deadline: Duration::from_secs(5),
+        per_peer: args.per_peer,
     };
     let stop = handover.shutdown_signal(); // SIGHUP: hand over; SIGTERM, SIGINT: stop
     println!(
-        "listening on http://{}/ ({} connections at most, each for at most {:?})",
+        "listening on http://{}/ ({} connections at most, {} per peer, each for at most {:?})",
         listener.local_addr().unwrap(),
         config.max_connections,
+        config.per_peer,
         config.deadline
     );
     if let Some(metrics) = &metrics {

@@ -2,8 +2,9 @@
 //! connection limit and a per-connection deadline. `tests/http.rs` runs this
 //! same module (with `#[path]`) and checks it with `curl`.
 //!
-//! One peer (an IPv4 address or an IPv6 /64) holds at most [`MAX_PER_PEER`]
-//! connections at once; more are closed as soon as they are accepted.
+//! One peer (an IPv4 address or an IPv6 /64) holds at most
+//! `Config::per_peer` connections at once ([`MAX_PER_PEER`] unless told
+//! otherwise); more are closed as soon as they are accepted.
 //!
 //! `GET /stats` answers the live counters of the accept loop, the clients
 //! waiting in the listener's accept queue included, as a Prometheus metrics
@@ -39,9 +40,7 @@ pub const BODY: &str = "hello from tk-listen\n";
 /// longer ones are answered `431`.
 const MAX_HEAD: u64 = 8 * 1024;
 
-/// At most this many connections at once from one peer (an IPv4 address or
-/// an IPv6 /64); more are closed as soon as they are accepted, so one client
-/// can't take every slot.
+/// The default of `Config::per_peer`.
 pub const MAX_PER_PEER: usize = 8;
 
 /// At most this many scrapes at once on the metrics listener: a page is
@@ -58,6 +57,10 @@ pub struct Config {
     /// Each connection is closed this long after it was accepted, whatever
     /// it is doing.
     pub deadline: Duration,
+    /// At most this many connections at once from one peer (an IPv4 address
+    /// or an IPv6 /64); more are closed as soon as they are accepted, so one
+    /// client can't take every slot.
+    pub per_peer: usize,
 }
 
 /// Serves HTTP on `listener` until the event loop stops.
@@ -111,7 +114,7 @@ pub fn server_and_metrics(
         .incoming()
         .sleep_on_error(Duration::from_millis(100), handle);
     let accept_stats = accepts.stats();
-    let accepts = accepts.limit_per_peer(MAX_PER_PEER);
+    let accepts = accepts.limit_per_peer(config.per_peer);
     let peer_stats = accepts.stats();
     // The connections answer `/stats` from the counters of the very pipeline
     // they run in, which exists only once they are part of it.
