@@ -9,6 +9,10 @@
 //!   instructions per connection of a running server, by connections per
 //!   event-loop turn.
 //!
+//! - `http_recovery.csv` (`cargo bench --features axum --bench http`) →
+//!   `http_recovery.svg`: how long after descriptors are freed a new client
+//!   is answered, through `axum_listener` and with `axum::serve` alone.
+//!
 //! A missing data file skips its chart. `bash benches/charts.sh` runs the
 //! three benchmarks and then this.
 //!
@@ -40,6 +44,7 @@ fn main() -> Result<()> {
         ),
         ("accept.csv", accept),
         ("callgrind.csv", instructions),
+        ("http_recovery.csv", http_recovery),
     ] {
         let input = data.join(csv);
         let Ok(text) = std::fs::read_to_string(&input) else {
@@ -123,6 +128,77 @@ fn emfile_cpu(rows: &[Vec<String>], output: &Path) -> Result<()> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// `server,run,recovery_ms`: one dot per run and server, with the 100 ms
+/// pauses of `sleep_on_error` and axum's 1 s sleep marked.
+fn http_recovery(rows: &[Vec<String>], output: &Path) -> Result<()> {
+    let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for row in rows {
+        series
+            .entry(&row[0])
+            .or_default()
+            .push((number(&row[1])?, number(&row[2])?));
+    }
+    let runs = series.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+    let top = series
+        .values()
+        .flatten()
+        .map(|p| p.1)
+        .fold(1000.0, f64::max)
+        * 1.1;
+    let root = SVGBackend::new(output, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "EMFILE: descriptors freed → a new client answered",
+            (FONT, 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5..runs + 0.5, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_labels(runs as usize)
+        .x_label_formatter(&|v| format!("{:.0}", v))
+        .y_label_formatter(&|v| format!("{:.0}", v))
+        .label_style((FONT, 13))
+        .x_desc("run (200 clients, RLIMIT_NOFILE 64)")
+        .y_desc("ms")
+        .draw()?;
+    for (ms, text) in [(300.0, "three 100 ms pauses"), (1000.0, "axum's 1 s sleep")] {
+        chart.draw_series(LineSeries::new(
+            [(0.5, ms), (runs + 0.5, ms)],
+            BLACK.mix(0.3).stroke_width(1),
+        ))?;
+        chart.draw_series([Text::new(text, (0.6, ms + top / 60.0), (FONT, 12))])?;
+    }
+    for (i, (name, points)) in series.into_iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let label = match name {
+            "axum_tk" => "axum_listener + sleep_on_error(100 ms)".to_string(),
+            "axum_plain" => "axum::serve(TcpListener)".to_string(),
+            other => other.to_string(),
+        };
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 5, color.filled())),
+            )?
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::MiddleRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()?;

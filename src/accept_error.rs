@@ -8,6 +8,30 @@ use log::{debug, warn};
 use crate::limits::LONGEST_DELAY;
 use crate::stats::AcceptStats;
 
+/// The longest `sleep_on_error` delay that doesn't look like a dead server.
+///
+/// While a pause runs, no client is accepted: they wait in the backlog,
+/// their connects or requests time out (browsers and load balancers give
+/// up within a minute or so), and health checks fail, although the process
+/// is up and descriptors may be free again long before the pause ends.
+pub(crate) const LONGEST_LIVELY_DELAY: Duration = Duration::from_secs(60);
+
+/// Warns, once for the stream being built, when its `delay` is longer than
+/// [`LONGEST_LIVELY_DELAY`]. Both flavours of `sleep_on_error` call it from
+/// their constructor, so the warning comes when the server is built, not at
+/// the first pause (which may come months later).
+pub(crate) fn check_delay(delay: Duration) {
+    if delay > LONGEST_LIVELY_DELAY {
+        warn!(
+            "sleep_on_error({:?}): each pause stops accepting for {:?}; a server that \
+             pauses that long looks dead (waiting clients time out, health checks fail) \
+             although descriptors may be free again much sooner; 100 ms to 1 s is typical",
+            delay,
+            delay.min(LONGEST_DELAY)
+        );
+    }
+}
+
 /// What to do about one `accept()` error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {

@@ -34,6 +34,11 @@ pub trait ListenExt: Stream {
     /// up most of that protection; a delay longer than a year is cut to a
     /// year.
     ///
+    /// A delay over a minute is logged at `warn` once, when the stream is
+    /// built: while a pause runs nobody is accepted, so waiting clients time
+    /// out and health checks fail, and the server looks dead although
+    /// descriptors are often free again within a second.
+    ///
     /// At most 64 skipped errors in a row are handled in one `poll`; then the
     /// stream yields to the other tasks on the event loop and carries on at
     /// its next poll.

@@ -80,6 +80,12 @@
 //!   [`Inherited`] takes the listening sockets given by systemd socket
 //!   activation or by a predecessor; [`Handover`] hands them to a successor
 //!   process on request (e.g. `SIGHUP`), on both stacks.
+//! - `accept-queue` (off by default, Linux): [`AcceptQueue`] reads the
+//!   clients waiting in a listener's accept queue from the kernel, for
+//!   [`Metrics`]; it brings in `netlink-sys`.
+//! - `axum` (off by default; implies `tokio1`): [`tokio1::axum_listener`],
+//!   a tokio 1 accept stream served by `axum::serve` (axum 0.8), with this
+//!   crate's error policy and caps.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -87,6 +93,7 @@
 mod accept_error;
 mod bind;
 mod connection_io;
+mod drain;
 mod ext;
 #[cfg(all(feature = "handover", unix))]
 mod handover;
@@ -94,6 +101,8 @@ mod limit_open;
 mod limit_per_peer;
 mod limits;
 mod listen;
+mod metrics;
+mod queue;
 mod shutdown;
 mod sleep_on_error;
 mod stats;
@@ -102,6 +111,7 @@ mod take_until;
 pub mod tokio1;
 
 pub use crate::bind::BindMany;
+pub use crate::drain::{Drain, Watch};
 pub use crate::ext::ListenExt;
 #[cfg(all(feature = "handover", unix))]
 pub use crate::handover::{
@@ -110,8 +120,10 @@ pub use crate::handover::{
 pub use crate::limit_open::{LimitOpen, OpenConnection, OpenStats};
 pub use crate::limit_per_peer::{LimitPerPeer, PeerConnection, PeerStats};
 pub use crate::listen::{Listen, WithGracefulShutdown};
+pub use crate::metrics::Metrics;
+pub use crate::queue::{AcceptQueue, ListenDrops, QueueLength};
 pub use crate::sleep_on_error::SleepOnError;
-pub use crate::stats::{AcceptStats, ListenStats};
+pub use crate::stats::{AcceptStats, DurationHistogram, ListenStats};
 pub use crate::take_until::TakeUntil;
 
 /// The README's code blocks, compiled as doctests.

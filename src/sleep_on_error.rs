@@ -27,6 +27,7 @@ pub struct SleepOnError<S> {
 }
 
 pub(crate) fn new<S>(stream: S, delay: Duration, handle: &Handle) -> SleepOnError<S> {
+    crate::accept_error::check_delay(delay);
     SleepOnError {
         stream,
         delay,

@@ -16,13 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub use self::durations::DurationHistogram;
+use self::durations::{nanos, Durations};
+pub(crate) use self::durations::{Clock, Stamp};
+
+mod durations;
+
 /// Live counters of a [`Listen`](crate::Listen) future: how many connections
-/// it started, how many run now, and how each one ended.
+/// it started, how many run now, how each one ended, and how long they lived.
 ///
 /// Got from [`Listen::stats`](crate::Listen::stats) before the future is
 /// moved into the event loop; clone it freely and read it from any thread.
-/// At any moment `started == finished + failed + panicked + running`, up to
-/// the connections that change state between two readings.
+/// At any moment `started == finished + failed + panicked + aborted +
+/// running`, and the [`durations`](ListenStats::durations) count `finished
+/// + failed + panicked + aborted`, up to the connections that change state
+/// between two readings. Once the server future is dropped, `running` is 0:
+/// the connections it cut are counted as [`aborted`](ListenStats::aborted).
 ///
 /// # Examples
 ///
@@ -49,6 +58,10 @@ struct ListenCounters {
     finished: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
+    aborted: AtomicU64,
+    durations: Durations,
+    /// Time stamps count from here.
+    epoch: Instant,
 }
 
 impl ListenCounters {
@@ -72,8 +85,23 @@ impl ListenStats {
                 finished: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 panicked: AtomicU64::new(0),
+                aborted: AtomicU64::new(0),
+                durations: Durations::new(),
+                epoch: Instant::now(),
             }),
         }
+    }
+
+    /// A clock for one poll of the server, in [`Stamp`]s.
+    #[inline]
+    pub(crate) fn clock(&self) -> Clock {
+        Clock::new(self.counters.epoch)
+    }
+
+    /// The time stamp of now, reading the clock.
+    #[cfg(feature = "tokio1")]
+    pub(crate) fn now(&self) -> Stamp {
+        nanos(self.counters.epoch.elapsed())
     }
 
     pub(crate) fn record_start(&self) {
@@ -97,16 +125,50 @@ impl ListenStats {
     /// callers take turns (they hold one lock), so only `running` needs the
     /// locked read-modify-write.
     #[cfg(feature = "tokio1")]
-    pub(crate) fn record_end_shared(&self, outcome: Outcome) {
+    pub(crate) fn record_end_shared(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         c.running.fetch_sub(1, Relaxed);
         add(c.outcome(outcome), 1);
+        c.durations.record(now.saturating_sub(started));
     }
 
-    pub(crate) fn record_end(&self, outcome: Outcome) {
+    /// [`record_aborted`](ListenStats::record_aborted) for such a server,
+    /// under the same lock.
+    #[cfg(feature = "tokio1")]
+    pub(crate) fn record_aborted_shared(&self, starts: impl Iterator<Item = Stamp>) {
+        let c = &*self.counters;
+        let n = self.record_cut(starts);
+        c.running.fetch_sub(n, Relaxed);
+    }
+
+    /// Counts a connection that started at `started` and ended at `now`.
+    #[inline]
+    pub(crate) fn record_end(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         sub(&c.running, 1);
         add(c.outcome(outcome), 1);
+        c.durations.record(now.saturating_sub(started));
+    }
+
+    /// Counts the connections cut unfinished now (the server dropped, or
+    /// the drain deadline passed), given their starts.
+    pub(crate) fn record_aborted(&self, starts: impl Iterator<Item = Stamp>) {
+        let n = self.record_cut(starts);
+        sub(&self.counters.running, n);
+    }
+
+    /// Adds the connections that started at `starts` to `aborted` and to
+    /// the histogram, aged until now; how many there were.
+    fn record_cut(&self, starts: impl Iterator<Item = Stamp>) -> u64 {
+        let c = &*self.counters;
+        let now = nanos(c.epoch.elapsed());
+        let mut n = 0;
+        for started in starts {
+            c.durations.record(now.saturating_sub(started));
+            n += 1;
+        }
+        add(&c.aborted, n);
+        n
     }
 
     /// The most connections run at once (the `max_connections` given to
@@ -140,6 +202,55 @@ impl ListenStats {
     pub fn panicked(&self) -> u64 {
         self.counters.panicked.load(Relaxed)
     }
+
+    /// Connections dropped unfinished: by dropping the server future (forced
+    /// shutdown), or when the drain deadline of a graceful shutdown passed
+    /// (`drain_deadline` of [`WithGracefulShutdown`](crate::WithGracefulShutdown)
+    /// and of the tokio 1 `Listen`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream, Async, Future};
+    /// use tk_listen::ListenExt;
+    ///
+    /// // Three connections that never end.
+    /// let connections = stream::iter_ok::<_, ()>((0..3).map(|_| future::empty::<(), ()>()));
+    /// let mut server = futures::executor::spawn(connections.listen(10));
+    /// let stats = server.get_ref().stats();
+    /// let notify = futures::executor::NotifyHandle::from(std::sync::Arc::new(NoWake));
+    /// assert_eq!(server.poll_future_notify(&notify, 0), Ok(Async::NotReady));
+    /// assert_eq!(stats.running(), 3);
+    /// drop(server); // forced shutdown
+    /// assert_eq!((stats.running(), stats.aborted()), (0, 3));
+    /// # struct NoWake;
+    /// # impl futures::executor::Notify for NoWake { fn notify(&self, _: usize) {} }
+    /// ```
+    pub fn aborted(&self) -> u64 {
+        self.counters.aborted.load(Relaxed)
+    }
+
+    /// A reading of the histogram of how long the connections that ended
+    /// lived, from their start to their end, each however it ended (an
+    /// aborted one with the age it had when it was cut). Accurate to a poll
+    /// of the server: the clock is read once per poll that starts or ends a
+    /// connection, and (tokio 1) once per connection's end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, stream, Future};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let connections = stream::iter_ok::<_, ()>(vec![future::ok::<(), ()>(()); 3]);
+    /// let server = connections.listen(10);
+    /// let stats = server.stats();
+    /// server.wait().unwrap();
+    /// assert_eq!(stats.durations().count(), 3);
+    /// ```
+    pub fn durations(&self) -> DurationHistogram {
+        self.counters.durations.read()
+    }
 }
 
 impl fmt::Debug for ListenStats {
@@ -151,6 +262,8 @@ impl fmt::Debug for ListenStats {
             .field("finished", &self.finished())
             .field("failed", &self.failed())
             .field("panicked", &self.panicked())
+            .field("aborted", &self.aborted())
+            .field("durations", &self.durations())
             .finish()
     }
 }
@@ -327,11 +440,13 @@ pub(crate) enum Outcome {
 }
 
 /// Adds `n` to a counter that has one writer at a time (see the module docs).
+#[inline]
 fn add(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
 /// Takes `n` from a counter that has one writer at a time.
+#[inline]
 fn sub(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
 }

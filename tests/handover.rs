@@ -51,9 +51,10 @@ fn handover_server_child() {
     let config = server::Config {
         max_connections: max.parse().unwrap(),
         deadline: Duration::from_secs(30),
+        per_peer: server::MAX_PER_PEER,
     };
     // Signal handlers first: the tests signal as soon as this line is out.
-    let server = server::serve_until(listener, &handle, config, handover.shutdown_signal());
+    let server = server::serve_until(listener, None, &handle, config, handover.shutdown_signal());
     println!("listening on {}", local);
     handover.ready();
     core.run(server).unwrap();
@@ -197,7 +198,7 @@ fn failed_successors_leave_the_old_process_serving_until_a_good_one_comes() {
 /// successor's `MAINPID` arrives on the notify socket.
 #[test]
 fn systemd_socket_activation_and_notify_follow_the_successor() {
-    let example = built_example("http");
+    let example = support::process::built_example("http");
     let dir = tempfile::tempdir().unwrap();
     let notify_path = dir.path().join("notify");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -250,7 +251,7 @@ fn systemd_socket_activation_and_notify_follow_the_successor() {
 /// successor.
 #[test]
 fn the_tokio1_example_hands_over_on_sighup() {
-    let example = built_example("tokio1");
+    let example = support::process::built_example("tokio1");
     let mut child = Command::new(&example)
         .arg("127.0.0.1:0")
         .env("RUST_LOG", "info")
@@ -299,7 +300,7 @@ fn the_tokio1_example_hands_over_on_sighup() {
 /// connection, exits 0.
 #[test]
 fn the_http_example_drains_and_exits_zero_on_sigterm() {
-    let example = built_example("http");
+    let example = support::process::built_example("http");
     let addr = support::free_addrs::<1>()[0];
     let child = Command::new(&example)
         .arg(addr.to_string())
@@ -595,24 +596,6 @@ fn next_notification(socket: &UnixDatagram) -> String {
     let mut buf = [0; 512];
     let n = socket.recv(&mut buf).expect("a notification");
     String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
-}
-
-/// The path of an example, built now with all features if needed (the
-/// README's test command builds it already).
-fn built_example(name: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--all-features", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build --example {} failed", name);
-    let exe = current_exe();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
 }
 
 /// Closed-loop clients: each thread sends a request, reads the answer, and

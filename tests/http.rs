@@ -19,6 +19,7 @@ fn start(max_connections: usize, deadline: Duration) -> Server {
     let config = server::Config {
         max_connections,
         deadline,
+        per_peer: server::MAX_PER_PEER,
     };
     Server::start(move |listener, handle| server::serve(listener, handle, config))
 }
@@ -207,16 +208,18 @@ fn a_request_waits_in_the_backlog_while_every_slot_is_taken() {
 }
 
 /// The counters of `GET /stats`, by name, asked from the address `from`
-/// (any 127.0.0.0/8 address works on Linux).
+/// (any 127.0.0.0/8 address works on Linux); the page is read by
+/// Prometheus's own parser.
 fn stats(addr: SocketAddr, from: &str) -> std::collections::HashMap<String, f64> {
     let mut command = curl();
     command
         .args(["--interface", from])
         .arg(format!("http://{}/stats", addr));
-    finish(spawn(command))
-        .lines()
+    support::prometheus::parse(&finish(spawn(command)))
+        .iter()
         .map(|line| {
-            let (name, value) = line.split_once(' ').expect("`name value` lines");
+            let mut parts = line.split(' ').skip(1);
+            let (name, value) = (parts.next().unwrap(), parts.next().unwrap());
             (name.to_string(), value.parse().expect("a number"))
         })
         .collect()

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::thread::{self, ThreadId};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tk_listen::tokio1::ListenExt;
 use tk_listen::ListenStats;
@@ -85,7 +85,7 @@ impl Held {
 fn assert_adds_up(stats: &ListenStats) {
     assert_eq!(
         stats.started(),
-        stats.finished() + stats.failed() + stats.panicked() + stats.running(),
+        stats.finished() + stats.failed() + stats.panicked() + stats.aborted() + stats.running(),
         "{:?}",
         stats
     );
@@ -423,11 +423,11 @@ fn stop_accepting_drops_the_stream_and_drains() {
 }
 
 #[test]
-fn dropping_the_server_aborts_every_connection() {
+fn dropping_the_server_aborts_every_connection_and_counts_them_as_aborted() {
     for flavour in FLAVOURS {
         let (aborted_tx, mut aborted) = mpsc::unbounded_channel::<()>();
         let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
-        let connections = tokio_stream::iter(0..3).map(move |_| {
+        let connections = tokio_stream::iter(0..10).map(move |_| {
             let guard = AbortGuard(aborted_tx.clone());
             let started = started_tx.clone();
             async move {
@@ -442,22 +442,23 @@ fn dropping_the_server_aborts_every_connection() {
             tokio::select! {
                 () = server => panic!("a server whose connections never end resolved"),
                 () = async {
-                    for _ in 0..3 {
+                    for _ in 0..10 {
                         started.recv().await.unwrap();
                     }
                 } => {}
             }
             // `select!` has dropped the server.
-            for _ in 0..3 {
+            for _ in 0..10 {
                 aborted.recv().await.expect("a connection was aborted");
             }
         });
         assert_eq!(
-            stats.running(),
-            3,
-            "{:?}: aborted ones stay counted",
+            (stats.running(), stats.aborted()),
+            (0, 10),
+            "{:?}: aborted ones are counted as such",
             flavour
         );
+        assert_eq!(stats.durations().count(), 10, "{:?}", flavour);
     }
 }
 
@@ -521,8 +522,13 @@ fn dropping_the_server_aborts_connections_that_took_a_freed_slot() {
             }
         });
         assert_eq!(
-            (stats.started(), stats.finished(), stats.running()),
-            (3, 1, 2),
+            (
+                stats.started(),
+                stats.finished(),
+                stats.aborted(),
+                stats.running()
+            ),
+            (3, 1, 2, 0),
             "{:?}",
             flavour
         );
@@ -698,4 +704,34 @@ fn a_server_future_is_send_and_its_stats_are_readable_from_other_threads() {
     let stats = server.stats();
     let reader = thread::spawn(move || stats.max_connections());
     assert_eq!(reader.join().unwrap(), 1);
+}
+
+#[test]
+fn a_connection_is_recorded_in_the_histogram_with_its_duration_when_its_task_ends() {
+    for flavour in FLAVOURS {
+        // One ends at once, one after at least 30 ms.
+        let waits = [Duration::ZERO, Duration::from_millis(30)];
+        let connections = tokio_stream::iter(waits).map(tokio::time::sleep);
+        let server = connections.listen(10);
+        let stats = server.stats();
+        let begun = Instant::now();
+        run(flavour, server);
+        let waited = begun.elapsed();
+        let durations = stats.durations();
+        let bucket = |bound| durations.buckets().find(|&(b, _)| b == bound).unwrap().1;
+        assert_eq!(durations.count(), 2, "{:?}", flavour);
+        assert_eq!(
+            bucket(Duration::from_millis(25)),
+            1,
+            "{:?}: {:?}",
+            flavour,
+            durations
+        );
+        assert!(
+            durations.sum() >= Duration::from_millis(30),
+            "{:?}",
+            durations
+        );
+        assert!(durations.sum() <= 2 * waited, "{:?}", durations);
+    }
 }

@@ -2,11 +2,17 @@
 //! connection limit and a per-connection deadline. `tests/http.rs` runs this
 //! same module (with `#[path]`) and checks it with `curl`.
 //!
-//! One peer (an IPv4 address or an IPv6 /64) holds at most [`MAX_PER_PEER`]
-//! connections at once; more are closed as soon as they are accepted.
+//! One peer (an IPv4 address or an IPv6 /64) holds at most
+//! `Config::per_peer` connections at once ([`MAX_PER_PEER`] unless told
+//! otherwise); more are closed as soon as they are accepted.
 //!
-//! `GET /stats` answers the live counters of the accept loop as plain text,
-//! one `name value` per line (the Prometheus text exposition format).
+//! `GET /stats` answers the live counters of the accept loop, the clients
+//! waiting in the listener's accept queue included, as a Prometheus metrics
+//! page ([`tk_listen::Metrics`]). The same page is served on a listener of
+//! its own when one is given ([`serve_with_metrics`], `--metrics ADDR`):
+//! its connections don't wait behind the main listener's, so a scrape is
+//! answered even while every slot of the main `listen(n)` is taken, which
+//! is when the page matters most.
 //!
 //! Each connection answers one request and closes (`Connection: close`). A
 //! connection gets at most `deadline` from accept to close, for reading the
@@ -15,17 +21,17 @@
 //! clients can't hold the `listen(n)` slots forever.
 
 use std::cell::OnceCell;
-use std::fmt::Write;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::future::{self, Either, Loop};
 use futures::{Future, IntoFuture, Stream};
-use tk_listen::{AcceptStats, ListenExt, ListenStats, PeerConnection, PeerStats};
-use tokio_core::net::{TcpListener, TcpStream};
+use tk_listen::{AcceptQueue, Listen, ListenExt, Metrics};
+use tokio_core::net::TcpListener;
 use tokio_core::reactor::{Handle, Timeout};
+use tokio_io::{AsyncRead, AsyncWrite};
 
 /// The body of every successful answer.
 pub const BODY: &str = "hello from tk-listen\n";
@@ -34,13 +40,13 @@ pub const BODY: &str = "hello from tk-listen\n";
 /// longer ones are answered `431`.
 const MAX_HEAD: u64 = 8 * 1024;
 
-/// At most this many connections at once from one peer (an IPv4 address or
-/// an IPv6 /64); more are closed as soon as they are accepted, so one client
-/// can't take every slot.
+/// The default of `Config::per_peer`.
 pub const MAX_PER_PEER: usize = 8;
 
-/// A connection, counted against its peer until it is dropped.
-type Socket = PeerConnection<TcpStream>;
+/// At most this many scrapes at once on the metrics listener: a page is
+/// written in one go, so a few slots are plenty, and a flood of scrapes
+/// can't take more than that from the main server.
+const METRICS_CONNECTIONS: usize = 4;
 
 /// How the server limits its clients.
 #[derive(Debug, Clone, Copy)]
@@ -51,101 +57,126 @@ pub struct Config {
     /// Each connection is closed this long after it was accepted, whatever
     /// it is doing.
     pub deadline: Duration,
+    /// At most this many connections at once from one peer (an IPv4 address
+    /// or an IPv6 /64); more are closed as soon as they are accepted, so one
+    /// client can't take every slot.
+    pub per_peer: usize,
 }
 
 /// Serves HTTP on `listener` until the event loop stops.
-#[allow(dead_code)] // main.rs serves until a signal; tests/http.rs calls this
+#[allow(dead_code)] // `main` calls `serve_until`; tests/http.rs calls this
 pub fn serve(
     listener: TcpListener,
     handle: &Handle,
     config: Config,
 ) -> impl Future<Item = (), Error = ()> {
-    serve_until(listener, handle, config, future::empty())
+    serve_until(listener, None, handle, config, future::empty())
 }
 
-/// Serves HTTP on `listener` until `stop` resolves, then stops accepting and
-/// resolves once the running connections have finished.
+/// [`serve`], and the metrics page on `metrics_listener` too, if there is
+/// one (every request there is answered with the page: Prometheus scrapes
+/// `/metrics`; any path works), by a small `listen` of its own; until `stop`
+/// resolves, then the main server stops accepting and this resolves once its
+/// running connections have finished (a graceful shutdown).
 pub fn serve_until(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     handle: &Handle,
     config: Config,
     stop: impl Future<Item = (), Error = ()>,
 ) -> impl Future<Item = (), Error = ()> {
+    let (server, metrics) = server_and_metrics(listener, handle, config);
+    let server = server.with_graceful_shutdown(stop);
+    match metrics_listener {
+        None => Either::A(server),
+        Some(metrics_listener) => {
+            let scrapes = metrics_server(metrics_listener, metrics, handle, config.deadline);
+            Either::B(server.select(scrapes).map(|_| ()).map_err(|_| ()))
+        }
+    }
+}
+
+/// The server of [`serve`] and its metrics page, for a caller that shows
+/// the page its own way (`benches/overload.rs` samples it).
+pub fn server_and_metrics(
+    listener: TcpListener,
+    handle: &Handle,
+    config: Config,
+) -> (
+    Listen<impl Stream<Item = impl Future<Item = (), Error = ()>, Error = ()>>,
+    Metrics,
+) {
+    // Read from the kernel at each scrape; the handle keeps no descriptor
+    // of the listener. `None` on systems other than Linux: no queue then.
+    let queue = AcceptQueue::of(&listener).ok();
     let conn_handle = handle.clone();
     let accepts = listener
         .incoming()
         .sleep_on_error(Duration::from_millis(100), handle);
     let accept_stats = accepts.stats();
-    let accepts = accepts.limit_per_peer(MAX_PER_PEER);
+    let accepts = accepts.limit_per_peer(config.per_peer);
     let peer_stats = accepts.stats();
     // The connections answer `/stats` from the counters of the very pipeline
     // they run in, which exists only once they are part of it.
-    let stats = Rc::new(OnceCell::new());
-    let conn_stats = stats.clone();
+    let page = Rc::new(OnceCell::new());
+    let conn_page = page.clone();
     let server = accepts
         .map(move |(socket, peer)| {
-            let stats = conn_stats.get().cloned();
-            connection(socket, peer, config.deadline, stats, &conn_handle)
+            let pages = Pages::Main(conn_page.get().cloned());
+            connection(socket, peer, config.deadline, pages, &conn_handle)
         })
         .listen(config.max_connections);
-    let _ = stats.set(Stats {
-        listen: server.stats(),
-        accept: accept_stats,
-        peers: peer_stats,
-    });
-    server.with_graceful_shutdown(stop)
-}
-
-/// The counters `/stats` shows.
-#[derive(Clone, Debug)]
-pub struct Stats {
-    listen: ListenStats,
-    accept: AcceptStats,
-    peers: PeerStats,
-}
-
-impl Stats {
-    /// The counters in the Prometheus text format.
-    pub fn prometheus(&self) -> String {
-        let (l, a, p) = (&self.listen, &self.accept, &self.peers);
-        let lines: [(&str, f64); 13] = [
-            ("tk_listen_connections_max", l.max_connections() as f64),
-            ("tk_listen_connections_running", l.running() as f64),
-            ("tk_listen_connections_started_total", l.started() as f64),
-            ("tk_listen_connections_finished_total", l.finished() as f64),
-            ("tk_listen_connections_failed_total", l.failed() as f64),
-            ("tk_listen_connections_panicked_total", l.panicked() as f64),
-            ("tk_listen_accepted_total", a.accepted() as f64),
-            ("tk_listen_accept_errors_skipped_total", a.skipped() as f64),
-            ("tk_listen_accept_pauses_total", a.pauses() as f64),
-            (
-                "tk_listen_accept_paused_seconds_total",
-                a.paused_time().as_secs_f64(),
-            ),
-            ("tk_listen_max_per_peer", p.max_per_peer() as f64),
-            ("tk_listen_peers", p.peers() as f64),
-            ("tk_listen_peer_rejected_total", p.rejected() as f64),
-        ];
-        let mut text = String::new();
-        for (name, value) in lines {
-            let _ = writeln!(text, "{} {}", name, value);
-        }
-        text
+    let mut metrics = Metrics::new()
+        .listen(&server.stats())
+        .accept(&accept_stats)
+        .peers(&peer_stats);
+    if let Some(queue) = &queue {
+        metrics = metrics.queue(queue);
     }
+    let _ = page.set(metrics.clone());
+    (server, metrics)
+}
+
+/// The metrics listener's server: each connection is answered the page.
+fn metrics_server(
+    listener: TcpListener,
+    metrics: Metrics,
+    handle: &Handle,
+    deadline: Duration,
+) -> impl Future<Item = (), Error = ()> {
+    let conn_handle = handle.clone();
+    listener
+        .incoming()
+        .sleep_on_error(Duration::from_millis(100), handle)
+        .map(move |(socket, peer)| {
+            let pages = Pages::Metrics(metrics.clone());
+            connection(socket, peer, deadline, pages, &conn_handle)
+        })
+        .listen(METRICS_CONNECTIONS)
+}
+
+/// What a connection answers.
+#[derive(Clone)]
+enum Pages {
+    /// The main listener: `/stats` is the metrics page (once it exists),
+    /// anything else is [`BODY`].
+    Main(Option<Metrics>),
+    /// The metrics listener: the page, whatever the path.
+    Metrics(Metrics),
 }
 
 /// One connection's whole life: read a request, answer, close; or give up
 /// at the deadline.
-fn connection(
-    socket: Socket,
+fn connection<S: AsyncRead + AsyncWrite>(
+    socket: S,
     peer: SocketAddr,
     deadline: Duration,
-    stats: Option<Stats>,
+    pages: Pages,
     handle: &Handle,
 ) -> impl Future<Item = (), Error = ()> {
     let timer = Timeout::new(deadline, handle).into_future().flatten();
     read_head(socket)
-        .and_then(move |(socket, head)| answer(socket, head, peer, stats))
+        .and_then(move |(socket, head)| answer(socket, head, peer, pages))
         .select2(timer)
         .then(move |outcome| {
             match outcome {
@@ -175,7 +206,7 @@ enum Head {
 }
 
 /// Reads the request head line by line, up to the blank line that ends it.
-fn read_head(socket: Socket) -> impl Future<Item = (Socket, Head), Error = io::Error> {
+fn read_head<S: AsyncRead>(socket: S) -> impl Future<Item = (S, Head), Error = io::Error> {
     let reader = BufReader::new(socket.take(MAX_HEAD));
     future::loop_fn((reader, Vec::new()), |(reader, head)| {
         let line_start = head.len();
@@ -195,31 +226,33 @@ fn read_head(socket: Socket) -> impl Future<Item = (Socket, Head), Error = io::E
 }
 
 /// Writes the answer to `head` and closes.
-fn answer(
-    socket: Socket,
+fn answer<S: AsyncWrite>(
+    socket: S,
     head: Head,
     peer: SocketAddr,
-    stats: Option<Stats>,
+    pages: Pages,
 ) -> impl Future<Item = (), Error = io::Error> {
     let response = match head {
         Head::Complete(head) => match request_line(&head) {
             Some((method, target)) => {
                 log::info!("{}: {} {} -> 200", peer, method, target);
-                let body = match (target.as_str(), stats) {
-                    ("/stats", Some(stats)) => stats.prometheus(),
-                    _ => BODY.to_string(),
+                let (content_type, body) = match (target.as_str(), pages) {
+                    (_, Pages::Metrics(metrics)) | ("/stats", Pages::Main(Some(metrics))) => {
+                        (METRICS_TYPE, metrics.to_string())
+                    }
+                    _ => (TEXT, BODY.to_string()),
                 };
                 let sent = if method == "HEAD" { "" } else { body.as_str() };
-                response("200 OK", body.len(), sent)
+                response("200 OK", content_type, body.len(), sent)
             }
             None => {
                 log::info!("{}: malformed request -> 400", peer);
-                response("400 Bad Request", 0, "")
+                response("400 Bad Request", TEXT, 0, "")
             }
         },
         Head::TooLarge => {
             log::info!("{}: request head over {} bytes -> 431", peer, MAX_HEAD);
-            response("431 Request Header Fields Too Large", 0, "")
+            response("431 Request Header Fields Too Large", TEXT, 0, "")
         }
         Head::Closed => {
             log::debug!("{}: closed before sending a request", peer);
@@ -244,10 +277,17 @@ fn request_line(head: &[u8]) -> Option<(String, String)> {
     }
 }
 
-fn response(status: &str, content_length: usize, body: &str) -> Vec<u8> {
+/// The content type of [`BODY`] and the error answers.
+const TEXT: &str = "text/plain";
+
+/// The content type of the metrics page: Prometheus's text format.
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn response(status: &str, content_type: &str, content_length: usize, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nX-Pid: {}\r\n\r\n{}",
+        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nX-Pid: {}\r\n\r\n{}",
         status,
+        content_type,
         content_length,
         std::process::id(),
         body

@@ -30,8 +30,9 @@ mod pool;
 /// # Forced shutdown
 ///
 /// Dropping a `Listen` drops its stream (closing the listener) and every
-/// connection still running. To stop at once on a signal, race the server
-/// against it with `select`:
+/// connection still running, which its [`stats`](Listen::stats) count as
+/// [`aborted`](ListenStats::aborted). To stop at once on a signal, race the
+/// server against it with `select`:
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -180,10 +181,11 @@ where
     ///
     /// The signal is any [`IntoFuture`]; its value and its error are ignored,
     /// so a dropped [`oneshot::Sender`](futures::sync::oneshot::Sender) shuts
-    /// down too. To bound the drain, race the result against a
-    /// [`Timeout`](tokio_core::reactor::Timeout) that starts with the signal
-    /// (share the signal with [`Future::shared`]); when the timeout wins, the
-    /// connections still running are dropped.
+    /// down too. To bound the drain, add a
+    /// [`drain_deadline`](WithGracefulShutdown::drain_deadline). To have the
+    /// connections learn of the drain, so that they finish soon (an idle
+    /// keep-alive connection closes at once), pass a [`Drain`](crate::Drain)
+    /// as the signal.
     ///
     /// # Examples
     ///
@@ -194,7 +196,7 @@ where
     /// use futures::{Future, Stream};
     /// use tk_listen::ListenExt;
     /// use tokio_core::net::TcpListener;
-    /// use tokio_core::reactor::{Core, Timeout};
+    /// use tokio_core::reactor::Core;
     ///
     /// let mut core = Core::new().unwrap();
     /// let handle = core.handle();
@@ -203,9 +205,8 @@ where
     /// let (stop, stopped) = oneshot::channel::<()>();
     /// // Hand `stop` to whatever decides to shut down.
     /// # drop(stop);
-    /// let stopped = stopped.shared();
     ///
-    /// let drained = listener
+    /// let server = listener
     ///     .incoming()
     ///     .sleep_on_error(Duration::from_millis(100), &handle)
     ///     .map(|(socket, _peer)| {
@@ -214,14 +215,10 @@ where
     ///             .map_err(|e| log::error!("write error: {}", e))
     ///     })
     ///     .listen(1000)
-    ///     .with_graceful_shutdown(stopped.clone());
-    /// let timer_handle = handle.clone();
-    /// let deadline = stopped
-    ///     .then(move |_| Timeout::new(Duration::from_secs(10), &timer_handle))
-    ///     .flatten()
-    ///     .map_err(|e| log::error!("timer error: {}", e));
-    /// // Whichever comes first: every connection finished, or the deadline.
-    /// let _ = core.run(drained.select(deadline));
+    ///     .with_graceful_shutdown(stopped)
+    ///     // Connections still running 10 s after the signal are dropped.
+    ///     .drain_deadline(Duration::from_secs(10), &handle);
+    /// core.run(server).unwrap();
     /// ```
     pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<S, F::Future>
     where
@@ -261,6 +258,11 @@ where
         self.stream.expect(STREAM_DROPPED)
     }
 
+    /// Drops every connection still running, counted as aborted; how many.
+    pub(crate) fn abort_connections(&mut self) -> usize {
+        self.connections.abort_all()
+    }
+
     /// May the stream have a connection ready, and may one start now?
     fn should_poll_stream(&self) -> bool {
         self.stream_may_be_ready
@@ -285,6 +287,7 @@ where
         // that a flood of short connections can't keep this loop going for as
         // long as clients arrive.
         let mut budget = POLL_BUDGET;
+        let mut clock = self.stats.clock();
         self.wakeups.take(&mut self.woken);
         let mut handled = 0;
         for &id in &self.woken {
@@ -294,7 +297,7 @@ where
             handled += 1;
             if id == STREAM {
                 self.stream_may_be_ready = true;
-            } else if self.connections.poll(id, &self.wakeups) {
+            } else if self.connections.poll(id, &self.wakeups, &mut clock) {
                 budget -= 1;
             }
         }
@@ -309,7 +312,7 @@ where
                 Async::Ready(Some(connection)) => {
                     budget -= 1;
                     let future = connection.into_future();
-                    self.connections.start(future, &self.wakeups);
+                    self.connections.start(future, &self.wakeups, &mut clock);
                 }
                 Async::Ready(None) => self.stream_ended = true,
                 // It will wake this task with the id `STREAM`.

@@ -19,14 +19,15 @@ use futures::task::{self, Task};
 use futures::{Async, Future};
 use log::error;
 
-use crate::stats::{ListenStats, Outcome};
+use crate::stats::{Clock, ListenStats, Outcome, Stamp};
 
 /// The wake-up id of the stream; connection `i` has id `i + 1`.
 pub(super) const STREAM: usize = 0;
 
 /// Running connection futures, in slots that are reused.
 pub(super) struct Pool<F> {
-    slots: Vec<Option<F>>,
+    /// Each running future with the time it started.
+    slots: Vec<Option<(F, Stamp)>>,
     /// Empty slots, reused last-freed first.
     free: Vec<usize>,
     running: usize,
@@ -54,37 +55,63 @@ where
     }
 
     /// Polls a new connection once, and keeps it if it is still running.
-    pub(super) fn start(&mut self, mut future: F, wakeups: &Arc<Wakeups>) {
+    pub(super) fn start(&mut self, mut future: F, wakeups: &Arc<Wakeups>, clock: &mut Clock) {
         self.stats.record_start();
         let slot = self.free.last().copied().unwrap_or(self.slots.len());
         if let Some(outcome) = poll_connection(&mut future, slot + 1, wakeups) {
-            self.stats.record_end(outcome);
+            // Ended within this poll: no time passed by this poll's clock.
+            self.stats.record_end(outcome, 0, 0);
             return;
         }
+        let started = clock.now();
         if slot == self.slots.len() {
-            self.slots.push(Some(future));
+            self.slots.push(Some((future, started)));
         } else {
             self.free.pop();
-            self.slots[slot] = Some(future);
+            self.slots[slot] = Some((future, started));
         }
         self.running += 1;
     }
 
     /// Polls the connection with wake-up id `id`, if it still runs, and
     /// frees its slot if it ended; says whether it ended.
-    pub(super) fn poll(&mut self, id: usize, wakeups: &Arc<Wakeups>) -> bool {
+    pub(super) fn poll(&mut self, id: usize, wakeups: &Arc<Wakeups>, clock: &mut Clock) -> bool {
         let slot = id - 1;
-        let Some(Some(future)) = self.slots.get_mut(slot) else {
+        let Some(Some((future, started))) = self.slots.get_mut(slot) else {
             return false; // a late wake-up of a connection that ended
         };
         let Some(outcome) = poll_connection(future, id, wakeups) else {
             return false;
         };
-        self.stats.record_end(outcome);
+        self.stats.record_end(outcome, *started, clock.now());
         self.slots[slot] = None;
         self.free.push(slot);
         self.running -= 1;
         true
+    }
+}
+
+impl<F> Pool<F> {
+    /// Drops every connection still running, counted as aborted first (so
+    /// that a client that sees its connection close sees it counted).
+    /// Returns how many there were.
+    pub(super) fn abort_all(&mut self) -> usize {
+        let aborted = self.running;
+        if aborted > 0 {
+            let starts = self.slots.iter().flatten().map(|&(_, started)| started);
+            self.stats.record_aborted(starts);
+            self.slots.clear();
+            self.free.clear();
+            self.running = 0;
+        }
+        aborted
+    }
+}
+
+impl<F> Drop for Pool<F> {
+    /// Forced shutdown: the connections still running are cut.
+    fn drop(&mut self) {
+        self.abort_all();
     }
 }
 

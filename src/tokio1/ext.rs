@@ -26,7 +26,8 @@ pub trait ListenExt: Stream {
     /// The pause is a [`tokio::time::sleep`]; while it runs, the inner
     /// stream is not polled, so a listener's `accept()` is not called and
     /// pending clients wait in the kernel's backlog. A delay longer than a
-    /// year is cut to a year. A zero delay retries at the next tick of
+    /// year is cut to a year, and one over a minute is logged at `warn` when
+    /// the stream is built, as there. A zero delay retries at the next tick of
     /// tokio's timer (about a millisecond) and gives up most of that
     /// protection.
     ///

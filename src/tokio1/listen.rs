@@ -2,6 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_core::Stream;
 
@@ -56,8 +57,10 @@ where
     /// `finished` counts outputs that are `()` or `Ok`, `failed` the `Err`
     /// outputs (see [`ConnectionOutput`](super::ConnectionOutput)) and the
     /// tasks a shutting-down runtime cancelled, `panicked` the connections
-    /// that panicked. Connections aborted because this future was dropped
-    /// stay counted in `running`.
+    /// that panicked, `aborted` those whose tasks were aborted because this
+    /// future was dropped or the [drain deadline](Listen::drain_deadline)
+    /// passed; `running` is then 0. A task that ends as it is aborted is
+    /// counted once, as whichever came first.
     ///
     /// # Examples
     ///
@@ -91,9 +94,10 @@ where
     /// was dropped fires it too. Logged at `info`, with the number of
     /// connections left to drain.
     ///
-    /// To bound the drain, race this future against a timer that starts
-    /// when the signal fires; when the timer wins, dropping this future
-    /// aborts the connections still running.
+    /// To bound the drain, add a
+    /// [`drain_deadline`](Listen::drain_deadline). To have the connections
+    /// learn of the drain (an HTTP server's idle keep-alive connections
+    /// close at once), pass a [`Drain`](super::Drain) as the signal.
     ///
     /// # Examples
     ///
@@ -103,37 +107,19 @@ where
     /// use tk_listen::tokio1::{incoming, ListenExt};
     /// use tokio::io::AsyncWriteExt;
     /// use tokio::net::TcpListener;
-    /// use tokio::sync::watch;
+    ///
     /// use tokio_stream::StreamExt;
     ///
     /// # async fn doc() -> std::io::Result<()> {
     /// let listener = TcpListener::bind("127.0.0.1:8080").await?;
-    /// // Whatever decides to shut down calls `stop.send(true)`.
-    /// let (stop, stopped) = watch::channel(false);
-    /// let signal = {
-    ///     let mut stopped = stopped.clone();
-    ///     async move { stopped.wait_for(|&stop| stop).await.map(|_| ()) }
-    /// };
-    /// let deadline = {
-    ///     let mut stopped = stopped.clone();
-    ///     async move {
-    ///         let _ = stopped.wait_for(|&stop| stop).await;
-    ///         tokio::time::sleep(Duration::from_secs(10)).await;
-    ///     }
-    /// };
-    ///
     /// let server = incoming(listener)
     ///     .sleep_on_error(Duration::from_millis(100))
     ///     .map(|(mut socket, _peer)| async move { socket.write_all(b"hello\n").await })
     ///     .listen(1000)
-    ///     .with_graceful_shutdown(signal);
-    /// // Whichever comes first: every connection finished, or the deadline
-    /// // (dropping `server` aborts the connections still running).
-    /// tokio::select! {
-    ///     () = server => println!("every connection finished"),
-    ///     () = deadline => println!("connections cut after 10 s"),
-    /// }
-    /// # drop(stop);
+    ///     .with_graceful_shutdown(tokio::signal::ctrl_c())
+    ///     // Connections still running 10 s after Ctrl-C are dropped.
+    ///     .drain_deadline(Duration::from_secs(10));
+    /// server.await;
     /// # Ok(()) }
     /// ```
     pub fn with_graceful_shutdown<F>(mut self, signal: F) -> Listen<S>
@@ -143,6 +129,45 @@ where
         self.pool.set_signal(Box::pin(async move {
             let _ = signal.await;
         }));
+        self
+    }
+
+    /// Bounds the drain: `deadline` after the signal of
+    /// [`with_graceful_shutdown`](Listen::with_graceful_shutdown) fires, the
+    /// connections still running are aborted, counted as
+    /// [`aborted`](crate::ListenStats::aborted) and logged at `info` with
+    /// how many, and this future resolves. A drain that ends sooner resolves
+    /// sooner. The deadline starts with the signal only (not when the
+    /// stream ends or [`stop_accepting`](Listen::stop_accepting) is called);
+    /// without a signal it has no effect. Call it before or after
+    /// `with_graceful_shutdown`.
+    ///
+    /// # Panics
+    ///
+    /// The poll in which the signal fires panics if the runtime has no timer
+    /// (build it with `enable_time` or `enable_all`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use tk_listen::tokio1::ListenExt;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// // Three connections that never end, and a signal 1 ms later.
+    /// let stuck = tokio_stream::iter((0..3).map(|_| std::future::pending::<()>()));
+    /// let server = tokio_stream::StreamExt::chain(stuck, tokio_stream::pending())
+    ///     .listen(10)
+    ///     .with_graceful_shutdown(tokio::time::sleep(Duration::from_millis(1)))
+    ///     .drain_deadline(Duration::from_millis(10));
+    /// let stats = server.stats();
+    /// server.await;
+    /// assert_eq!((stats.started(), stats.aborted(), stats.running()), (3, 3, 0));
+    /// # });
+    /// ```
+    pub fn drain_deadline(mut self, deadline: Duration) -> Listen<S> {
+        self.pool.set_drain_deadline(deadline);
         self
     }
 

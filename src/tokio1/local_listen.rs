@@ -2,6 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_core::Stream;
 
@@ -100,6 +101,37 @@ where
         self.pool.set_signal(Box::pin(async move {
             let _ = signal.await;
         }));
+        self
+    }
+
+    /// Bounds the drain, as
+    /// [`Listen::drain_deadline`](super::Listen::drain_deadline) does.
+    ///
+    /// # Panics
+    ///
+    /// As [`Listen::drain_deadline`](super::Listen::drain_deadline)'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use tk_listen::tokio1::ListenExt;
+    /// use tokio::task::LocalSet;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let stuck = tokio_stream::iter((0..2).map(|_| std::future::pending::<()>()));
+    /// let server = tokio_stream::StreamExt::chain(stuck, tokio_stream::pending())
+    ///     .listen_local(10)
+    ///     .with_graceful_shutdown(tokio::time::sleep(Duration::from_millis(1)))
+    ///     .drain_deadline(Duration::from_millis(10));
+    /// let stats = server.stats();
+    /// LocalSet::new().run_until(server).await;
+    /// assert_eq!((stats.aborted(), stats.running()), (2, 0));
+    /// # });
+    /// ```
+    pub fn drain_deadline(mut self, deadline: Duration) -> LocalListen<S> {
+        self.pool.set_drain_deadline(deadline);
         self
     }
 

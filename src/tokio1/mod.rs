@@ -21,6 +21,7 @@
 //! | [`crate::ListenExt::listen`]`(n)`, connections on the event loop | [`ListenExt::listen`]`(n)`, connections as tasks on every worker; [`ListenExt::listen_local`]`(n)` for `!Send` ones |
 //! | [`crate::ListenExt::take_until`]`(signal)` | [`Listen::with_graceful_shutdown`]`(signal)` |
 //! | [`AcceptStats`](crate::AcceptStats), [`ListenStats`](crate::ListenStats) | the same types |
+//! | | [`axum_listener`]`(accepts, local_addr)`: the stream served by `axum::serve` (feature `axum`) |
 //!
 //! The error policy (which `accept()` errors are skipped, which pause) is
 //! the one in [`crate::ListenExt::sleep_on_error`], decided by the same code;
@@ -67,6 +68,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "axum")]
+mod axum;
 mod connection;
 mod ext;
 mod incoming;
@@ -75,6 +78,8 @@ mod local_listen;
 mod pool;
 mod sleep_on_error;
 
+#[cfg(feature = "axum")]
+pub use self::axum::{axum_listener, AxumListener};
 pub use crate::bind::tokio1::BindMany;
 
 pub use self::connection::ConnectionOutput;
@@ -83,6 +88,7 @@ pub use self::incoming::{bind, bind_with_backlog, incoming, Incoming, DEFAULT_BA
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
+pub use crate::drain::tokio1::{Drain, Watch};
 /// The handover's types work on both stacks: its futures are
 /// `std::future::Future`s too.
 #[cfg(all(feature = "handover", unix))]

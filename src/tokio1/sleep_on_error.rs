@@ -27,6 +27,7 @@ pub struct SleepOnError<S> {
 }
 
 pub(super) fn new<S>(stream: S, delay: Duration) -> SleepOnError<S> {
+    crate::accept_error::check_delay(delay);
     SleepOnError {
         stream,
         delay,

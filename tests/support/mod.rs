@@ -26,6 +26,9 @@ pub mod logs;
 pub mod loopback;
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod prometheus;
+#[cfg(target_os = "linux")]
+pub mod queue;
 
 /// How long a test waits for something that should happen "promptly" before
 /// calling it a failure. Far above any healthy latency, so noise can't trip it.

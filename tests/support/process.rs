@@ -66,3 +66,22 @@ pub fn set_nofile_soft(soft: u64) -> io::Result<u64> {
     rlimit::Resource::NOFILE.set(soft, hard)?;
     Ok(soft)
 }
+
+/// The path of example `name`'s binary, built now with all features (or
+/// found up to date: the README's test command builds it already), next to
+/// the calling test's binary. Examples need features of their own
+/// (`required-features`), which `--all-features` covers.
+pub fn built_example(name: &str) -> std::path::PathBuf {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--all-features", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build --example {} failed", name);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary is in target/*/deps")
+        .join("examples")
+        .join(name)
+}

@@ -15,6 +15,9 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::oneshot;
 use tokio::task::LocalSet;
 
+#[cfg(target_os = "linux")]
+pub mod http;
+
 // The helpers that don't depend on a runtime come from `tests/support`,
 // which every `tokio1_*` test binary declares as `mod support;` too.
 #[allow(unused_imports)] // each test binary uses its own subset

@@ -20,6 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_core::Stream;
 use log::info;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use self::tasks::Tasks;
 pub(super) use self::tasks::{run, Report};
+use crate::drain::state::log_deadline_passed;
 use crate::limits::{check_max_connections, POLL_BUDGET};
 use crate::stats::ListenStats;
 
@@ -40,6 +42,10 @@ pub(super) struct Pool<S, Signal> {
     signal: Option<Signal>,
     /// One task per running connection.
     tasks: Tasks,
+    /// How long a drain may last once the signal fired.
+    drain_deadline: Option<Duration>,
+    /// Started when the signal fires, if there is a deadline.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     max_connections: usize,
     stats: ListenStats,
 }
@@ -52,6 +58,8 @@ impl<S, Signal> Pool<S, Signal> {
             stream: Some(stream),
             signal: None,
             tasks: Tasks::new(stats.clone()),
+            drain_deadline: None,
+            deadline: None,
             max_connections,
             stats,
         }
@@ -63,6 +71,10 @@ impl<S, Signal> Pool<S, Signal> {
 
     pub(super) fn set_signal(&mut self, signal: Signal) {
         self.signal = Some(signal);
+    }
+
+    pub(super) fn set_drain_deadline(&mut self, deadline: Duration) {
+        self.drain_deadline = Some(deadline);
     }
 
     pub(super) fn stream(&self) -> Option<&S> {
@@ -101,10 +113,14 @@ where
         if let Some(signal) = &mut self.signal {
             if Pin::new(signal).poll(cx).is_ready() {
                 self.stop_accepting("shutdown signal received");
+                if let Some(deadline) = self.drain_deadline {
+                    self.deadline = Some(Box::pin(tokio::time::sleep(deadline)));
+                }
             }
         }
 
         let (mut ended, mut started) = (0, 0);
+        let mut clock = self.stats.clock();
         loop {
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the
@@ -114,7 +130,8 @@ where
                 }
                 match Pin::new(stream).poll_next(cx) {
                     Poll::Ready(Some(connection)) => {
-                        self.tasks.start(|report| spawn(connection, report));
+                        self.tasks
+                            .start(clock.now(), |report| spawn(connection, report));
                         started += 1;
                     }
                     Poll::Ready(None) => self.stop_accepting("the accept stream ended"),
@@ -145,7 +162,16 @@ where
             return Poll::Pending;
         }
         if self.stream.is_none() && self.tasks.running == 0 {
+            self.deadline = None;
             return Poll::Ready(());
+        }
+        if let Some(deadline) = &mut self.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                self.deadline = None;
+                let left = self.tasks.abort_all();
+                log_deadline_passed(self.drain_deadline.unwrap_or_default(), left);
+                return Poll::Ready(());
+            }
         }
         Poll::Pending
     }
@@ -157,6 +183,7 @@ impl<S: fmt::Debug, Signal> Pool<S, Signal> {
             .field("max_connections", &self.max_connections)
             .field("running", &self.tasks.running)
             .field("has_signal", &self.signal.is_some())
+            .field("drain_deadline", &self.drain_deadline)
             .field("stats", &self.stats);
     }
 }

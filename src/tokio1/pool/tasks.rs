@@ -13,14 +13,15 @@ use log::{debug, error};
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use crate::stats::{ListenStats, Outcome};
+use crate::stats::{ListenStats, Outcome, Stamp};
 use crate::tokio1::connection::{ConnectionOutput, PanicMessage};
 
 /// The running connections' tasks, and the queue their freed slots arrive
 /// in.
 pub(super) struct Tasks {
-    /// A slab: the handle of the task in each slot, to abort it on drop.
-    handles: Vec<Option<JoinHandle<()>>>,
+    /// A slab: the handle of the task in each slot, to abort it on drop,
+    /// and the time it started, for the age of an aborted one.
+    handles: Vec<Option<(JoinHandle<()>, Stamp)>>,
     /// The slots of `handles` that are free.
     free: Vec<usize>,
     /// Slots taken: tasks started and not yet taken out of the queue.
@@ -47,7 +48,9 @@ struct Queue {
     /// rest of the time no report wakes it: it takes the slots out at its
     /// next poll, when the stream has a connection for it.
     waker: Option<Waker>,
-    /// Set when the pool is dropped: no one will read the reports.
+    /// Set when the pool aborts its tasks (it is dropped, or the drain
+    /// deadline passed): no one will read the reports, and the tasks that
+    /// had not reported are counted as aborted.
     closed: bool,
 }
 
@@ -70,8 +73,9 @@ impl Tasks {
         }
     }
 
-    /// Starts one task, which `spawn` makes of the report it is given.
-    pub(super) fn start(&mut self, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
+    /// Starts one task, which `spawn` makes of the report it is given;
+    /// `started` is the time stamp of the pool's poll.
+    pub(super) fn start(&mut self, started: Stamp, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
         let slot = self.free.pop().unwrap_or(self.handles.len());
         // Counted before the task exists: on another worker it may end, and
         // count its end, before `spawn` returns.
@@ -79,12 +83,13 @@ impl Tasks {
         let handle = spawn(Report {
             shared: Some(self.shared.clone()),
             slot,
+            started,
         });
         if slot == self.handles.len() {
-            self.handles.push(Some(handle));
+            self.handles.push(Some((handle, started)));
         } else {
             debug_assert!(self.handles[slot].is_none(), "slot {} taken twice", slot);
-            self.handles[slot] = Some(handle);
+            self.handles[slot] = Some((handle, started));
         }
         self.running += 1;
         self.check();
@@ -128,13 +133,49 @@ impl Tasks {
     }
 }
 
+impl Tasks {
+    /// Aborts every task still running and counts those that had not
+    /// reported their end as aborted; how many. Under the queue's lock, a
+    /// task that ends at the same moment either reported first (and is
+    /// counted as it ended) or finds the queue closed (and is counted
+    /// here): once, either way. Only the first call counts.
+    pub(super) fn abort_all(&mut self) -> usize {
+        let mut aborted = 0;
+        {
+            let mut queue = lock(&self.shared.queue);
+            if !queue.closed {
+                queue.closed = true;
+                let mut reported = vec![false; self.handles.len()];
+                for &slot in queue.ended.iter().chain(&self.ended[self.next..]) {
+                    reported[slot] = true;
+                }
+                let cut = self
+                    .handles
+                    .iter()
+                    .zip(reported)
+                    .filter_map(|(handle, reported)| {
+                        let &(_, started) = handle.as_ref().filter(|_| !reported)?;
+                        aborted += 1;
+                        Some(started)
+                    });
+                self.shared.stats.record_aborted_shared(cut);
+            }
+        }
+        for (handle, _) in self.handles.drain(..).flatten() {
+            handle.abort();
+        }
+        self.free.clear();
+        self.ended.clear();
+        self.next = 0;
+        self.running = 0;
+        aborted
+    }
+}
+
 impl Drop for Tasks {
     /// Forced shutdown: aborts every task still running.
     fn drop(&mut self) {
-        lock(&self.shared.queue).closed = true;
-        for handle in self.handles.iter().flatten() {
-            handle.abort();
-        }
+        self.abort_all();
     }
 }
 
@@ -144,6 +185,7 @@ pub(crate) struct Report {
     /// `None` once sent.
     shared: Option<Arc<Shared>>,
     slot: usize,
+    started: Stamp,
 }
 
 impl Report {
@@ -154,12 +196,13 @@ impl Report {
         let Some(shared) = self.shared.take() else {
             return false;
         };
+        let now = shared.stats.now();
         let waker = {
             let mut queue = lock(&shared.queue);
             if queue.closed {
                 return false;
             }
-            shared.stats.record_end_shared(outcome);
+            shared.stats.record_end_shared(outcome, self.started, now);
             queue.ended.push(self.slot);
             queue.waker.take()
         };
@@ -172,9 +215,9 @@ impl Report {
 
 impl Drop for Report {
     fn drop(&mut self) {
-        // The pool aborts its tasks only when it is dropped, and then
-        // closes the queue first; so a cancelled task that can still report
-        // was cancelled by a runtime shutting down.
+        // The pool aborts its tasks only after closing the queue; so a
+        // cancelled task that can still report was cancelled by a runtime
+        // shutting down.
         if self.send(Outcome::Failed) {
             debug!("a connection was cancelled");
         }

@@ -1,0 +1,71 @@
+//! An HTTP server on hyper 1 and tk-listen's tokio 1 `listen(1000)`:
+//! HTTP/1.1 with keep-alive and HTTP/2 cleartext (prior knowledge), at most
+//! `N` connections per peer, `sleep_on_error(100 ms)`, and a graceful
+//! shutdown on `SIGTERM` or `SIGINT` that closes idle keep-alive connections
+//! at once and waits at most 10 s for the requests in flight.
+//!
+//! ```sh
+//! cargo run --features tokio1 --example hyper -- [ADDR] [--per-peer N]
+//! curl http://127.0.0.1:8080/                              # hello
+//! curl --http2-prior-knowledge http://127.0.0.1:8080/      # the same over h2c
+//! curl http://127.0.0.1:8080/delay/2000                    # answers after 2 s
+//! curl http://127.0.0.1:8080/stats                         # Prometheus text
+//! wrk -c 64 http://127.0.0.1:8080/                         # with --per-peer 64
+//! ```
+//!
+//! The server is in `server.rs`, which `tests/hyper.rs` runs too.
+
+mod server;
+
+use std::net::SocketAddr;
+use std::process;
+
+const USAGE: &str = "usage: hyper [ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
+
+#[tokio::main]
+async fn main() {
+    let (addr, per_peer) = parse_args(std::env::args().skip(1)).unwrap_or_else(|e| {
+        eprintln!("{}\n{}", e, USAGE);
+        process::exit(2);
+    });
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let shutdown = server::shutdown_signal().expect("install the SIGTERM and SIGINT handlers");
+    // A backlog of 1024, not tokio's 128: a burst of clients waits instead of
+    // losing its SYNs.
+    let listener = tk_listen::tokio1::bind(addr).unwrap_or_else(|e| {
+        eprintln!("cannot listen on {}: {}", addr, e);
+        process::exit(1);
+    });
+    let config = server::config(per_peer);
+    println!(
+        "listening on http://{}/ ({} connections at most, {} per peer)",
+        listener.local_addr().unwrap_or(addr),
+        config.max_connections,
+        config.per_peer
+    );
+    server::serve(listener, config, shutdown).await;
+}
+
+/// `[ADDR] [--per-peer N]`, in any order.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<(SocketAddr, usize), String> {
+    let (mut addr, mut per_peer) = (None, 8);
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        if arg == "--per-peer" {
+            let n = args.next().ok_or("--per-peer needs a number")?;
+            per_peer = n
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(format!("--per-peer {}: not a number above 0", n))?;
+        } else if addr.is_none() && !arg.starts_with('-') {
+            addr = Some(
+                arg.parse()
+                    .map_err(|_| format!("{}: not an ADDR:PORT", arg))?,
+            );
+        } else {
+            return Err(format!("unexpected argument {:?}", arg));
+        }
+    }
+    Ok((addr.unwrap_or(([127, 0, 0, 1], 8080).into()), per_peer))
+}

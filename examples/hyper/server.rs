@@ -1,0 +1,169 @@
+//! The server of `examples/hyper`: hyper 1 through hyper-util's auto
+//! builder (HTTP/1.1 with keep-alive, and HTTP/2 over cleartext with prior
+//! knowledge) on tk-listen's tokio 1 `listen`. `tests/hyper.rs` runs this same
+//! module (with `#[path]`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tk_listen::tokio1::{incoming, Drain, ListenExt, PeerConnection};
+use tk_listen::{AcceptQueue, AcceptStats, ListenStats, Metrics, PeerStats};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt;
+
+/// The body of `GET /`.
+pub const BODY: &str = "hello from tk-listen\n";
+
+/// What the server allows its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// At most this many connections at once; others wait in the backlog.
+    pub max_connections: usize,
+    /// At most this many connections at once from one peer.
+    pub per_peer: usize,
+    /// After the shutdown signal, connections still open this long later
+    /// are dropped.
+    pub drain_deadline: Duration,
+}
+
+/// The contract's settings, with `per_peer` connections per peer.
+pub fn config(per_peer: usize) -> Config {
+    Config {
+        max_connections: 1000,
+        per_peer,
+        drain_deadline: Duration::from_secs(10),
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains: the listener
+/// closes, idle keep-alive connections close at once (h2: a GOAWAY), the
+/// requests in flight complete; the connections still open
+/// `config.drain_deadline` after the signal are dropped.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let queue = AcceptQueue::of(&listener).ok();
+    let accepts = incoming(listener).sleep_on_error(Duration::from_millis(100));
+    let accept = accepts.stats();
+    let accepts = accepts.limit_per_peer(config.per_peer);
+    let peers = accepts.stats();
+    let drain = Drain::new(async move {
+        shutdown.await;
+        log::info!("shutting down: no new connections, draining the open ones");
+    });
+    let watching = drain.clone();
+    let stats = Arc::new(OnceLock::new());
+    let conn_stats = stats.clone();
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let server = accepts
+        .map(move |(socket, peer)| {
+            let stats = conn_stats.clone();
+            connection(socket, peer, http.clone(), stats, watching.clone())
+        })
+        .listen(config.max_connections)
+        .with_graceful_shutdown(drain)
+        .drain_deadline(config.drain_deadline);
+    let _ = stats.set(Stats {
+        listen: server.stats(),
+        accept,
+        peers,
+        queue,
+    });
+    server.await
+}
+
+/// The counters `GET /stats` shows.
+#[derive(Clone, Debug)]
+pub(crate) struct Stats {
+    listen: ListenStats,
+    accept: AcceptStats,
+    peers: PeerStats,
+    /// The kernel's accept queue (Linux only).
+    queue: Option<AcceptQueue>,
+}
+
+/// The body of `GET /stats`: the counters in the Prometheus text format.
+fn stats_page(stats: &Stats) -> String {
+    let page = Metrics::new()
+        .listen(&stats.listen)
+        .accept(&stats.accept)
+        .peers(&stats.peers);
+    match &stats.queue {
+        Some(queue) => page.queue(queue).to_string(),
+        None => page.to_string(),
+    }
+}
+
+/// One connection's whole life: HTTP/1.1 or h2c requests until the client
+/// closes, or until the drain begins and the connection is idle.
+async fn connection(
+    socket: PeerConnection<TcpStream>,
+    peer: SocketAddr,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    stats: Arc<OnceLock<Stats>>,
+    drain: Drain,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let service = service_fn(move |request| respond(request, peer, stats.clone()));
+    let conn = http.serve_connection(TokioIo::new(socket), service);
+    drain
+        .watch(conn, |conn| conn.graceful_shutdown())
+        .await
+        .inspect_err(|e| log::debug!("{}: {}", peer, e))
+}
+
+/// The answer to one request (`benches/http.rs` serves it on a plain loop).
+pub(crate) async fn respond(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    stats: Arc<OnceLock<Stats>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path();
+    let (status, body) = match (request.method(), path) {
+        (&Method::GET, "/") => (StatusCode::OK, BODY.to_string()),
+        (&Method::GET, "/stats") => (
+            StatusCode::OK,
+            stats.get().map(stats_page).unwrap_or_default(),
+        ),
+        (&Method::GET, _) if path.starts_with("/delay/") => match path["/delay/".len()..].parse() {
+            Ok(ms) => {
+                log::debug!("{}: waiting {} ms", peer, ms);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                (StatusCode::OK, format!("waited {} ms\n", ms))
+            }
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                "usage: GET /delay/MS\n".to_string(),
+            ),
+        },
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// A future that resolves on the first `SIGTERM` or `SIGINT`; the handlers
+/// are in place once this returns.
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => log::info!("SIGTERM"),
+            _ = int.recv() => log::info!("SIGINT"),
+        }
+    })
+}

@@ -1,0 +1,329 @@
+//! Connections that take part in a graceful shutdown: [`Drain`] tells each
+//! connection it watches that the drain began, so that it can finish what
+//! it is doing and close. The decisions are in `state.rs`, shared with the
+//! tokio 1 `Drain` (`tokio1.rs`); this file is the futures 0.1 adapter.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::{task, Async, Future, IntoFuture, Poll};
+use parking_lot::Mutex;
+
+use self::state::{Kind, Registration, State, Waiter};
+
+pub(crate) mod state;
+#[cfg(feature = "tokio1")]
+pub(crate) mod tokio1;
+
+/// The shutdown signal, boxed so that [`Drain`] has one type whatever it
+/// wraps; `None` once it fired.
+type Signal = Arc<Mutex<Option<Box<dyn Future<Item = (), Error = ()> + Send>>>>;
+
+/// A graceful shutdown that the connections take part in.
+///
+/// Made by [`Drain::new`] around a shutdown signal. A `Drain` is itself a
+/// future that resolves once the drain has begun (when the signal fires, or
+/// [`begin`](Drain::begin) was called), so it is the signal given to
+/// [`Listen::with_graceful_shutdown`](crate::Listen::with_graceful_shutdown):
+/// the server then stops accepting. Each connection wrapped with
+/// [`watch`](Drain::watch) learns of the drain at once, even while it is
+/// idle, and is asked to finish (an HTTP connection closes once its
+/// requests in flight are answered, and an idle keep-alive connection closes
+/// at once). With
+/// [`drain_deadline`](crate::WithGracefulShutdown::drain_deadline), the
+/// connections still running after a while are dropped.
+///
+/// Clones share one drain. It is `Send` and `Sync`: any thread may call
+/// [`begin`](Drain::begin).
+///
+/// # Examples
+///
+/// A server whose connections greet their client, then echo until it
+/// closes, or until the drain begins:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use futures::sync::oneshot;
+/// use futures::{Future, Stream};
+/// use tk_listen::{Drain, ListenExt};
+/// use tokio_core::net::TcpListener;
+/// use tokio_core::reactor::Core;
+/// use tokio_io::AsyncRead;
+///
+/// let mut core = Core::new().unwrap();
+/// let handle = core.handle();
+/// let addr = "127.0.0.1:8080".parse().unwrap();
+/// let listener = TcpListener::bind(&addr, &handle).unwrap();
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// // Hand `stop` to whatever decides to shut down.
+/// # drop(stop);
+/// let drain = Drain::new(stopped);
+///
+/// let watching = drain.clone();
+/// let server = listener
+///     .incoming()
+///     .sleep_on_error(Duration::from_millis(100), &handle)
+///     .map(move |(socket, _peer)| {
+///         let (reader, writer) = socket.split();
+///         let echo = tokio_io::io::copy(reader, writer)
+///             .map(|_| ())
+///             .map_err(|e| log::debug!("echo: {}", e));
+///         // On drain, stop echoing: this connection closes at once.
+///         watching
+///             .watch(Some(echo), |echo| *echo = None)
+///             .map(|_| ())
+///     })
+///     .listen(1000)
+///     .with_graceful_shutdown(drain)
+///     .drain_deadline(Duration::from_secs(10), &handle);
+/// core.run(server).unwrap();
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Drain {
+    /// This clone's place among the waiters, when polled as a future.
+    registration: Registration,
+    /// The task that polled this clone last, if it registered.
+    task: Option<task::Task>,
+    signal: Signal,
+}
+
+impl Drain {
+    /// A drain that begins when `signal` resolves or fails (a dropped
+    /// [`oneshot::Sender`](futures::sync::oneshot::Sender) begins it too);
+    /// its value and error are ignored. The signal is polled by whoever
+    /// polls the `Drain` as a future (the server, in
+    /// [`with_graceful_shutdown`](crate::Listen::with_graceful_shutdown)).
+    /// The beginning is logged at `info`, with the number of connections
+    /// told. For a drain begun only by hand, pass
+    /// [`future::empty()`](futures::future::empty).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::sync::oneshot;
+    /// use futures::Future;
+    /// use tk_listen::Drain;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let drain = Drain::new(stopped);
+    /// assert!(!drain.is_draining());
+    /// stop.send(()).unwrap();
+    /// drain.clone().wait().unwrap(); // resolves: the signal fired
+    /// assert!(drain.is_draining());
+    /// ```
+    pub fn new<F>(signal: F) -> Drain
+    where
+        F: IntoFuture,
+        F::Future: Send + 'static,
+    {
+        let signal = signal.into_future().then(|_| Ok(()));
+        Drain {
+            registration: Registration::new(Arc::new(State::default()), Kind::Drain),
+            task: None,
+            signal: Arc::new(Mutex::new(Some(Box::new(signal)))),
+        }
+    }
+
+    /// Begins the drain now, as if the signal had fired: every watched
+    /// connection is told, and the `Drain` futures resolve. Calling it
+    /// again, or after the signal, does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{future, Future};
+    /// use tk_listen::Drain;
+    ///
+    /// let drain = Drain::new(future::empty::<(), ()>());
+    /// drain.begin();
+    /// drain.begin(); // no effect
+    /// assert!(drain.is_draining());
+    /// drain.wait().unwrap();
+    /// ```
+    pub fn begin(&self) {
+        self.registration.state().begin("drain begun by hand");
+    }
+
+    /// Has the drain begun?
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::future;
+    /// use tk_listen::Drain;
+    ///
+    /// let drain = Drain::new(future::empty::<(), ()>());
+    /// assert!(!drain.is_draining());
+    /// drain.clone().begin();
+    /// assert!(drain.is_draining());
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.registration.is_draining()
+    }
+
+    /// Runs the connection future `conn`, and calls `on_drain` on it once
+    /// when the drain begins (at once if it has begun already); then keeps
+    /// polling `conn` until it ends. The returned future resolves as `conn`
+    /// does.
+    ///
+    /// `on_drain` asks the connection to finish: it may set a flag the
+    /// connection reads, or replace part of it, as the example does. Cheap:
+    /// while the drain hasn't begun, each poll costs one atomic load (and a
+    /// check that the task is the one registered); the connection's task is
+    /// registered to be woken on its first poll, in a slab whose slots are
+    /// reused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    ///
+    /// use futures::{future, Future};
+    /// use tk_listen::Drain;
+    ///
+    /// let told = Cell::new(false);
+    /// let drain = Drain::new(future::empty::<(), ()>());
+    /// drain.begin();
+    /// let connection = drain.watch(future::ok::<u8, ()>(7), |_| told.set(true));
+    /// assert_eq!(connection.wait(), Ok(7));
+    /// assert!(told.get());
+    /// ```
+    pub fn watch<C, F>(&self, conn: C, on_drain: F) -> Watch<C, F>
+    where
+        C: Future,
+        F: FnOnce(&mut C),
+    {
+        Watch {
+            conn,
+            on_drain: Some(on_drain),
+            registration: Registration::new(self.registration.state().clone(), Kind::Connection),
+            task: None,
+        }
+    }
+}
+
+impl Clone for Drain {
+    fn clone(&self) -> Drain {
+        Drain {
+            registration: self.registration.clone(),
+            task: None,
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+impl Future for Drain {
+    type Item = ();
+    type Error = ();
+
+    fn poll(&mut self) -> Poll<(), ()> {
+        if self.is_draining() {
+            return Ok(Async::Ready(()));
+        }
+        {
+            let mut signal = self.signal.lock();
+            if let Some(fired) = signal.as_mut().map(|signal| signal.poll()) {
+                if !matches!(fired, Ok(Async::NotReady)) {
+                    *signal = None;
+                    drop(signal);
+                    self.registration.state().begin("shutdown signal received");
+                    return Ok(Async::Ready(()));
+                }
+            }
+        }
+        // Woken by `begin`, from wherever it is called.
+        if !self
+            .task
+            .as_ref()
+            .is_some_and(task::Task::will_notify_current)
+        {
+            let task = task::current();
+            if !self.registration.wait(Waiter::Task(task.clone())) {
+                return Ok(Async::Ready(()));
+            }
+            self.task = Some(task);
+        }
+        Ok(Async::NotReady)
+    }
+}
+
+impl fmt::Debug for Drain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection future that takes part in a [`Drain`].
+///
+/// Made by [`Drain::watch`]. It resolves as the connection does.
+#[must_use = "futures do nothing unless polled"]
+pub struct Watch<C, F> {
+    conn: C,
+    /// `None` once called.
+    on_drain: Option<F>,
+    registration: Registration,
+    /// The task registered to be woken by the drain.
+    task: Option<task::Task>,
+}
+
+impl<C, F> Watch<C, F> {
+    /// The connection future.
+    pub fn get_ref(&self) -> &C {
+        &self.conn
+    }
+
+    /// The connection future, mutably.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.conn
+    }
+
+    /// The connection future; it no longer takes part in the drain.
+    pub fn into_inner(self) -> C {
+        self.conn
+    }
+}
+
+impl<C, F> Future for Watch<C, F>
+where
+    C: Future,
+    F: FnOnce(&mut C),
+{
+    type Item = C::Item;
+    type Error = C::Error;
+
+    fn poll(&mut self) -> Poll<C::Item, C::Error> {
+        if self.on_drain.is_some() {
+            let told = self.registration.is_draining()
+                || (!self
+                    .task
+                    .as_ref()
+                    .is_some_and(task::Task::will_notify_current)
+                    && {
+                        let task = task::current();
+                        let waiting = self.registration.wait(Waiter::Task(task.clone()));
+                        self.task = Some(task);
+                        !waiting
+                    });
+            if told {
+                self.registration.cancel();
+                self.task = None;
+                if let Some(on_drain) = self.on_drain.take() {
+                    on_drain(&mut self.conn);
+                }
+            }
+        }
+        self.conn.poll()
+    }
+}
+
+impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("conn", &self.conn)
+            .field("told", &self.on_drain.is_none())
+            .finish()
+    }
+}

@@ -1,0 +1,316 @@
+//! The tokio 1 adapter of the drain: polls and wakes; the decisions are in
+//! `state.rs`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+use pin_project_lite::pin_project;
+
+use super::state::{Kind, Registration, State, Waiter};
+
+/// The shutdown signal; `None` once it fired.
+type Signal = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
+
+/// A graceful shutdown that the connections take part in, for tokio 1.
+///
+/// Made by [`Drain::new`] around a shutdown signal; the same as
+/// [`tk_listen::Drain`](crate::Drain) on the futures 0.1 side. A `Drain` is
+/// a future that resolves once the drain has begun (the signal fired, or
+/// [`begin`](Drain::begin) was called), so it is the signal given to
+/// [`Listen::with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown):
+/// the server then stops accepting. Each connection wrapped with
+/// [`watch`](Drain::watch) learns of the drain at once, even while idle, and
+/// is asked to finish: for hyper, `|conn| conn.graceful_shutdown()`, which
+/// closes an idle keep-alive connection at once, lets the requests in
+/// flight complete, and sends GOAWAY on HTTP/2. So the drain lasts as long
+/// as the requests in flight, not as long as idle clients stay connected.
+/// [`drain_deadline`](crate::tokio1::Listen::drain_deadline) bounds it.
+///
+/// Clones share one drain; it is `Send` and `Sync`.
+///
+/// # Examples
+///
+/// An HTTP/1 and HTTP/2 server with hyper 1 and hyper-util's `auto`
+/// builder that drains on Ctrl-C: the lines marked `// drain` are all it
+/// takes, next to the same server without graceful shutdown.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+///
+/// use http_body_util::Full;
+/// use hyper::body::{Bytes, Incoming};
+/// use hyper::service::service_fn;
+/// use hyper::{Request, Response};
+/// use hyper_util::rt::{TokioExecutor, TokioIo};
+/// use hyper_util::server::conn::auto::Builder;
+/// use tk_listen::tokio1::{incoming, Drain, ListenExt};
+/// use tokio::net::TcpListener;
+/// use tokio_stream::StreamExt;
+///
+/// async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+///     Ok(Response::new(Full::new(Bytes::from("hello\n"))))
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     let listener = TcpListener::bind("127.0.0.1:8080").await?;
+///     let builder = Builder::new(TokioExecutor::new());
+///     let drain = Drain::new(async { tokio::signal::ctrl_c().await.ok(); }); // drain
+///     let watching = drain.clone(); // drain
+///     incoming(listener)
+///         .sleep_on_error(Duration::from_millis(100))
+///         .map(move |(socket, _peer)| {
+///             let conn = builder.serve_connection(TokioIo::new(socket), service_fn(hello));
+///             watching.watch(conn.into_owned(), |conn| conn.graceful_shutdown()) // drain
+///         })
+///         .listen(1000)
+///         .with_graceful_shutdown(drain) // drain
+///         .drain_deadline(Duration::from_secs(30)) // drain
+///         .await;
+///     Ok(())
+/// }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Drain {
+    /// This clone's place among the waiters, when polled as a future.
+    registration: Registration,
+    /// The waker registered last by this clone.
+    waker: Option<Waker>,
+    signal: Signal,
+}
+
+impl Drain {
+    /// A drain that begins when `signal` resolves; its output is ignored.
+    /// The signal is polled by whoever polls the `Drain` as a future (the
+    /// server, in
+    /// [`with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown)).
+    /// The beginning is logged at `info`, with the number of connections
+    /// told. For a drain begun only by hand, pass
+    /// [`std::future::pending()`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tk_listen::tokio1::Drain;
+    /// use tokio::sync::oneshot;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let drain = Drain::new(stopped);
+    /// assert!(!drain.is_draining());
+    /// stop.send(()).unwrap();
+    /// drain.clone().await; // resolves: the signal fired
+    /// assert!(drain.is_draining());
+    /// # });
+    /// ```
+    pub fn new<F>(signal: F) -> Drain
+    where
+        F: Future + Send + 'static,
+    {
+        let signal = async move {
+            let _ = signal.await;
+        };
+        Drain {
+            registration: Registration::new(Arc::new(State::default()), Kind::Drain),
+            waker: None,
+            signal: Arc::new(Mutex::new(Some(Box::pin(signal)))),
+        }
+    }
+
+    /// Begins the drain now, as if the signal had fired: every watched
+    /// connection is told, and the `Drain` futures resolve. Calling it
+    /// again, or after the signal, does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tk_listen::tokio1::Drain;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let drain = Drain::new(std::future::pending::<()>());
+    /// drain.begin();
+    /// drain.begin(); // no effect
+    /// drain.await;
+    /// # });
+    /// ```
+    pub fn begin(&self) {
+        self.registration.state().begin("drain begun by hand");
+    }
+
+    /// Has the drain begun?
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tk_listen::tokio1::Drain;
+    ///
+    /// let drain = Drain::new(std::future::pending::<()>());
+    /// assert!(!drain.is_draining());
+    /// drain.clone().begin();
+    /// assert!(drain.is_draining());
+    /// ```
+    pub fn is_draining(&self) -> bool {
+        self.registration.is_draining()
+    }
+
+    /// Runs the connection future `conn`, and calls `on_drain` on it once
+    /// when the drain begins (at once if it has begun already); then keeps
+    /// polling `conn` until it ends. The returned future resolves to what
+    /// `conn` resolves to, so [`listen`](crate::tokio1::ListenExt::listen) counts
+    /// its outcome as usual.
+    ///
+    /// Cheap: while the drain hasn't begun, each poll costs one atomic load
+    /// (and a check that the waker is the one registered); the task's waker
+    /// is registered on the first poll, in a slab whose slots are reused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::pin::Pin;
+    ///
+    /// use tk_listen::tokio1::Drain;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let drain = Drain::new(std::future::pending::<()>());
+    /// // A connection that runs until told to stop.
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let mut stop = Some(stop);
+    /// let connection = drain.watch(stopped, move |_: Pin<&mut _>| {
+    ///     let _ = stop.take().unwrap().send(());
+    /// });
+    /// drain.begin();
+    /// assert!(connection.await.is_ok());
+    /// # });
+    /// ```
+    pub fn watch<C, F>(&self, conn: C, on_drain: F) -> Watch<C, F>
+    where
+        C: Future,
+        F: FnOnce(Pin<&mut C>),
+    {
+        Watch {
+            conn,
+            on_drain: Some(on_drain),
+            registration: Registration::new(self.registration.state().clone(), Kind::Connection),
+            waker: None,
+        }
+    }
+}
+
+impl Clone for Drain {
+    fn clone(&self) -> Drain {
+        Drain {
+            registration: self.registration.clone(),
+            waker: None,
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+impl Future for Drain {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_draining() {
+            return Poll::Ready(());
+        }
+        {
+            let mut signal = self.signal.lock();
+            if let Some(fired) = signal.as_mut().map(|signal| signal.as_mut().poll(cx)) {
+                if fired.is_ready() {
+                    *signal = None;
+                    drop(signal);
+                    self.registration.state().begin("shutdown signal received");
+                    return Poll::Ready(());
+                }
+            }
+        }
+        // Woken by `begin`, from wherever it is called.
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            let this = &mut *self;
+            if !this.registration.wait(Waiter::Waker(cx.waker().clone())) {
+                return Poll::Ready(());
+            }
+            this.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl fmt::Debug for Drain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// A connection future that takes part in a [`Drain`].
+    ///
+    /// Made by [`Drain::watch`]. It resolves to what the connection resolves
+    /// to.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Watch<C, F> {
+        #[pin]
+        conn: C,
+        // `None` once called.
+        on_drain: Option<F>,
+        registration: Registration,
+        // The waker registered to be woken by the drain.
+        waker: Option<Waker>,
+    }
+}
+
+impl<C, F> Watch<C, F> {
+    /// The connection future.
+    pub fn get_ref(&self) -> &C {
+        &self.conn
+    }
+
+    /// The connection future, pinned.
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut C> {
+        self.project().conn
+    }
+}
+
+impl<C, F> Future for Watch<C, F>
+where
+    C: Future,
+    F: FnOnce(Pin<&mut C>),
+{
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        if this.on_drain.is_some() {
+            let told = this.registration.is_draining()
+                || (!this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && {
+                    let waiting = this.registration.wait(Waiter::Waker(cx.waker().clone()));
+                    *this.waker = Some(cx.waker().clone());
+                    !waiting
+                });
+            if told {
+                this.registration.cancel();
+                *this.waker = None;
+                if let Some(on_drain) = this.on_drain.take() {
+                    on_drain(this.conn.as_mut());
+                }
+            }
+        }
+        this.conn.poll(cx)
+    }
+}
+
+impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("conn", &self.conn)
+            .field("told", &self.on_drain.is_none())
+            .finish()
+    }
+}

@@ -1,0 +1,247 @@
+//! `Drain` on futures 0.1: watched connections learn that the graceful
+//! shutdown began, on an idle, a busy and a full server; the drain deadline
+//! drops what is left. Hand-polled where the order of events matters, on a
+//! `Core` where a timer counts.
+
+mod support;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::future::{self, Empty, Future};
+use futures::sync::oneshot;
+use futures::{stream, Async, Stream};
+use tk_listen::{Drain, ListenExt};
+use tokio_core::reactor::{Core, Timeout};
+
+use support::{poll_future_once, spawn, CountingNotify, GENEROUS};
+
+/// A connection that runs until it is told of the drain, which drops its
+/// inner future: `Option<Empty>` resolves once it is `None`.
+type Idle = Option<Empty<(), ()>>;
+
+/// A watched connection that records that it was told.
+fn watched(drain: &Drain, told: &Rc<Cell<usize>>) -> Box<dyn Future<Item = (), Error = ()>> {
+    let told = told.clone();
+    Box::new(
+        drain
+            .watch(Some(future::empty()) as Idle, move |conn| {
+                told.set(told.get() + 1);
+                *conn = None;
+            })
+            .map(|_| ()),
+    )
+}
+
+/// A connection that ends at once.
+fn quick() -> Box<dyn Future<Item = (), Error = ()>> {
+    Box::new(future::ok(()))
+}
+
+/// Polls the server by hand, at most `polls` times, until it resolves.
+fn polls_until_done<F: Future>(server: &mut futures::executor::Spawn<F>, polls: usize) -> bool
+where
+    F::Error: std::fmt::Debug,
+{
+    let (_, notify) = CountingNotify::handle();
+    (0..polls).any(|_| poll_future_once(server, &notify).unwrap().is_ready())
+}
+
+#[test]
+fn an_idle_connection_learns_of_the_drain_on_an_idle_server() {
+    support::init_logging();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let told = Rc::new(Cell::new(0));
+    let accepts = stream::iter_ok::<_, ()>(vec![watched(&drain, &told)]).chain(stream::empty());
+    let server = accepts.listen(10).with_graceful_shutdown(drain.clone());
+    let stats = server.stats();
+    let mut server = spawn(server);
+    let (woken, notify) = CountingNotify::handle();
+    assert_eq!(poll_future_once(&mut server, &notify), Ok(Async::NotReady));
+    assert_eq!((stats.running(), told.get()), (1, 0));
+
+    let before = woken.count();
+    stop.send(()).unwrap();
+    assert!(woken.count() > before, "the signal woke the server");
+    assert_eq!(poll_future_once(&mut server, &notify), Ok(Async::Ready(())));
+    assert_eq!(told.get(), 1);
+    assert!(drain.is_draining());
+    assert_eq!((stats.finished(), stats.running()), (1, 0));
+}
+
+#[test]
+fn an_idle_connection_learns_of_the_drain_on_a_busy_server() {
+    support::init_logging();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let told = Rc::new(Cell::new(0));
+    // Clients arrive for ever, each served at once.
+    let accepts = stream::iter_ok::<_, ()>(vec![watched(&drain, &told)])
+        .chain(stream::repeat(()).map(|()| quick()));
+    let server = accepts.listen(10).with_graceful_shutdown(drain.clone());
+    let stats = server.stats();
+    let mut server = spawn(server);
+    assert!(!polls_until_done(&mut server, 3));
+    assert!(stats.started() > 64, "busy: {:?}", stats);
+    assert_eq!(told.get(), 0);
+
+    stop.send(()).unwrap();
+    assert!(polls_until_done(&mut server, 3), "drained");
+    assert_eq!(told.get(), 1);
+    assert_eq!(stats.running(), 0);
+}
+
+#[test]
+fn idle_connections_learn_of_the_drain_on_a_full_server() {
+    support::init_logging();
+    let drain = Drain::new(future::empty::<(), ()>());
+    let told = Rc::new(Cell::new(0));
+    // Two slots, both taken by idle connections; more clients wait.
+    let first = vec![watched(&drain, &told), watched(&drain, &told)];
+    let accepts = stream::iter_ok::<_, ()>(first).chain(stream::repeat(()).map(|()| quick()));
+    let server = accepts.listen(2).with_graceful_shutdown(drain.clone());
+    let stats = server.stats();
+    let mut server = spawn(server);
+    assert!(!polls_until_done(&mut server, 3));
+    assert_eq!((stats.started(), stats.running()), (2, 2), "full");
+
+    drain.begin(); // by hand, from outside the server
+    assert!(polls_until_done(&mut server, 3), "drained");
+    assert_eq!(told.get(), 2);
+    assert_eq!(
+        (stats.started(), stats.finished()),
+        (2, 2),
+        "nobody else got in"
+    );
+}
+
+#[test]
+fn a_connection_watched_after_the_drain_began_is_told_at_its_first_poll() {
+    let drain = Drain::new(future::empty::<(), ()>());
+    drain.begin();
+    let told = Rc::new(Cell::new(0));
+    let mut conn = spawn(watched(&drain, &told));
+    let (_, notify) = CountingNotify::handle();
+    assert_eq!(poll_future_once(&mut conn, &notify), Ok(Async::Ready(())));
+    assert_eq!(told.get(), 1);
+}
+
+#[test]
+fn each_connection_is_told_once() {
+    let drain = Drain::new(future::empty::<(), ()>());
+    let told = Rc::new(Cell::new(0));
+    let told_in = told.clone();
+    // A connection that doesn't stop when told.
+    let conn = drain.watch(future::empty::<(), ()>(), move |_| {
+        told_in.set(told_in.get() + 1)
+    });
+    let mut conn = spawn(conn);
+    let (woken, notify) = CountingNotify::handle();
+    assert_eq!(poll_future_once(&mut conn, &notify), Ok(Async::NotReady));
+    drain.begin();
+    assert_eq!(woken.count(), 1, "the drain woke the connection");
+    for _ in 0..3 {
+        assert_eq!(poll_future_once(&mut conn, &notify), Ok(Async::NotReady));
+    }
+    assert_eq!(told.get(), 1);
+}
+
+/// Runs `server` on `core`, failing the test after [`GENEROUS`].
+fn run_bounded<F: Future>(core: &mut Core, server: F) -> F::Item {
+    let give_up = Timeout::new(GENEROUS, &core.handle()).unwrap();
+    match core.run(server.select2(give_up)) {
+        Ok(future::Either::A((item, _))) => item,
+        Ok(future::Either::B(_)) => panic!("not finished after {:?}", GENEROUS),
+        Err(_) => panic!("failed"),
+    }
+}
+
+/// `connections`, then a shutdown signal fired by the stream once they are
+/// all taken, then nothing.
+fn then_stop(
+    connections: Vec<Box<dyn Future<Item = (), Error = ()>>>,
+) -> (
+    impl Stream<Item = Box<dyn Future<Item = (), Error = ()>>, Error = ()>,
+    oneshot::Receiver<()>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut stop = Some(stop);
+    let fire = stream::poll_fn(move || {
+        if let Some(stop) = stop.take() {
+            let _ = stop.send(());
+        }
+        Ok(Async::NotReady)
+    });
+    (stream::iter_ok(connections).chain(fire), stopped)
+}
+
+#[test]
+fn the_drain_deadline_drops_what_is_left_counts_it_as_aborted_and_resolves() {
+    support::init_logging();
+    let mut core = Core::new().unwrap();
+    let handle = core.handle();
+    let stuck = (0..10)
+        .map(|_| Box::new(future::empty()) as Box<dyn Future<Item = (), Error = ()>>)
+        .collect();
+    let (accepts, stopped) = then_stop(stuck);
+    let deadline = Duration::from_millis(50);
+    // A slot to spare, so that the stream is polled again and fires.
+    let server = accepts
+        .listen(11)
+        .with_graceful_shutdown(stopped)
+        .drain_deadline(deadline, &handle);
+    let stats = server.stats();
+    let begun = Instant::now();
+    // Read as it resolves, before it is dropped (which would abort them too).
+    let at_the_end = stats.clone();
+    let counts = run_bounded(
+        &mut core,
+        server.map(move |()| (at_the_end.aborted(), at_the_end.running())),
+    );
+    assert_eq!(counts, (10, 0));
+    let took = begun.elapsed();
+    assert!(took >= deadline, "resolved after {:?}", took);
+    assert!(took < GENEROUS, "resolved after {:?}", took);
+    assert_eq!(
+        (stats.started(), stats.aborted(), stats.running()),
+        (10, 10, 0)
+    );
+    let durations = stats.durations();
+    assert_eq!(durations.count(), 10);
+    // Each was cut at about the deadline's age.
+    let under_deadline = durations
+        .buckets()
+        .find(|&(b, _)| b == Duration::from_millis(25));
+    assert_eq!(under_deadline, Some((Duration::from_millis(25), 0)));
+}
+
+#[test]
+fn a_drain_that_ends_before_its_deadline_resolves_at_once() {
+    support::init_logging();
+    let mut core = Core::new().unwrap();
+    let handle = core.handle();
+    let drain = Drain::new(future::empty::<(), ()>());
+    let told = Rc::new(Cell::new(0));
+    let idle = (0..10).map(|_| watched(&drain, &told)).collect();
+    let (accepts, stopped) = then_stop(idle);
+    let begin = drain.clone();
+    let signal = stopped.then(move |_| {
+        begin.begin();
+        Ok::<(), ()>(())
+    });
+    let server = accepts
+        .listen(11)
+        .with_graceful_shutdown(signal)
+        .drain_deadline(GENEROUS * 100, &handle);
+    let stats = server.stats();
+    let begun = Instant::now();
+    run_bounded(&mut core, server);
+    assert!(begun.elapsed() < GENEROUS, "waited for the deadline");
+    assert_eq!(told.get(), 10);
+    assert_eq!(
+        (stats.finished(), stats.aborted(), stats.running()),
+        (10, 0, 0)
+    );
+}

@@ -1,0 +1,506 @@
+//! Real HTTP clients (`curl`, `wrk`, `h2load`, raw HTTP/1.1 and h2 frames)
+//! against the servers of `examples/hyper` and `examples/axum`, for
+//! `tests/hyper.rs` and `tests/axum.rs`: the scenarios both run, and the
+//! child process that serves with the example's own signal handling. Linux
+//! only (`kill`, clients from 127.0.0.2 and up).
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::{connect, connect_from, GENEROUS};
+
+/// The body of `GET /` in both examples.
+pub const HELLO: &str = "hello from tk-listen\n";
+
+/// Set in the child's environment to the per-peer cap it serves with.
+pub const CHILD: &str = "TK_LISTEN_HTTP_SERVER_CHILD";
+
+/// The per-peer cap the child serves with, if this process is the child.
+pub fn child_per_peer() -> Option<usize> {
+    std::env::var(CHILD).ok()?.parse().ok()
+}
+
+/// In the child: logs at `debug` to stderr, where the parent reads them.
+pub fn child_logging() {
+    // (hyper and h2 log through `tracing`, not `log`: nothing of theirs.)
+    env_logger::builder()
+        .filter_level(log::LevelFilter::Debug)
+        .init();
+}
+
+/// A tool from Debian that the tests run; `package` is what installs it.
+fn tool(name: &str, package: &str) -> Command {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {}", name))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{} is missing; install it (.ci/run does: apt-get install {})",
+        name, package
+    );
+    let mut command = Command::new(name);
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs `command` (each client here bounds its own time: curl's
+/// `--max-time`, wrk's `-d` and `--timeout`, h2load's `-T`); returns its
+/// standard output, failing the test unless it succeeded.
+fn output(mut command: Command) -> String {
+    let out = command.output().expect("run the client");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{:?} failed ({}): {}",
+        command,
+        out.status,
+        stderr
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn curl() -> Command {
+    let mut command = tool("curl", "curl");
+    command
+        .args(["--silent", "--show-error"])
+        .args(["--max-time", &GENEROUS.as_secs().to_string()]);
+    command
+}
+
+/// Two requests in one `curl` run on HTTP/1.1: both `200` with the body,
+/// the second on the first one's connection.
+pub fn curl_keeps_http1_connections_alive(addr: SocketAddr) {
+    let mut command = curl();
+    command
+        .args([
+            "--http1.1",
+            "--write-out",
+            "|%{http_code} %{num_connects} %{http_version}\\n",
+        ])
+        .arg(format!("http://{}/", addr))
+        .arg(format!("http://{}/", addr));
+    let out = output(command);
+    let expected = format!("{}|200 1 1.1\n{}|200 0 1.1\n", HELLO, HELLO);
+    assert_eq!(
+        out, expected,
+        "the second request opened a connection of its own"
+    );
+}
+
+/// `curl --http2-prior-knowledge`: `200` with the body over HTTP/2. (One
+/// request per run: curl 7.88, Debian 12's, fails to reuse an h2c
+/// connection; `h2load` checks many streams on one connection.)
+pub fn curl_gets_h2c_with_prior_knowledge(addr: SocketAddr) {
+    let mut command = curl();
+    command
+        .args([
+            "--http2-prior-knowledge",
+            "--write-out",
+            "|%{http_code} %{http_version}",
+        ])
+        .arg(format!("http://{}/", addr));
+    assert_eq!(output(command), format!("{}|200 2", HELLO));
+}
+
+/// `GET /stats` from 127.0.0.`from`, as `name value` pairs (the Prometheus
+/// text format: comment lines skipped, labels part of the name).
+pub fn stats(addr: SocketAddr, from: u8) -> Vec<(String, f64)> {
+    let mut command = curl();
+    command
+        .args(["--fail", "--interface", &format!("127.0.0.{}", from)])
+        .arg(format!("http://{}/stats", addr));
+    output(command)
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("`name value` lines");
+            (name.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// The value of counter `name` in `stats`.
+pub fn counter(stats: &[(String, f64)], name: &str) -> f64 {
+    stats
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {} in {:?}", name, stats))
+        .1
+}
+
+/// The counters of the contract are on the page.
+pub fn the_stats_page_has_the_contracts_counters(addr: SocketAddr) {
+    let page = stats(addr, 1);
+    assert_eq!(counter(&page, "tk_listen_accepted_total"), 1.0);
+    assert_eq!(counter(&page, "tk_listen_connections_running"), 1.0);
+    assert_eq!(counter(&page, "tk_listen_peer_rejected_total"), 0.0);
+}
+
+/// A `GET` on an open HTTP/1.1 connection; returns the status and body.
+pub fn get(client: &mut TcpStream, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {} HTTP/1.1\r\nHost: tk-listen\r\n\r\n", path);
+    client.write_all(request.as_bytes()).ok()?;
+    read_response(client)
+}
+
+/// One HTTP/1.1 response with a `content-length`; `None` if the connection
+/// ended (or was reset) first.
+pub fn read_response(client: &mut TcpStream) -> Option<(u16, String)> {
+    let mut reader = BufReader::new(client);
+    let mut status_line = String::new();
+    match reader.read_line(&mut status_line) {
+        Ok(0) => return None,
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+        Err(e) => panic!("no response and no close: {}", e),
+    }
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .expect("a status")
+        .parse()
+        .unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a header line");
+        if line == "\r\n" {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("a header");
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("the body");
+    // Keep-alive: nothing after the body was read into the buffer.
+    assert!(reader.buffer().is_empty(), "bytes after the response");
+    Some((status, String::from_utf8(body).unwrap()))
+}
+
+/// Waits until `client` reads the end of the stream (or a reset); fails on
+/// data or if that takes longer than `GENEROUS`.
+pub fn wait_for_close(mut client: TcpStream) -> Instant {
+    client.set_read_timeout(Some(GENEROUS)).unwrap();
+    match client.read(&mut [0; 256]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("expected the connection to close, got {:?}", other),
+    }
+    Instant::now()
+}
+
+/// An idle h2c connection: the client preface and an empty SETTINGS frame,
+/// then the server's first frame read (its SETTINGS).
+pub fn idle_h2(addr: SocketAddr) -> TcpStream {
+    let mut client = connect(addr);
+    client
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    client.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    let (kind, _, _) = read_frame(&mut client).expect("the server's SETTINGS");
+    assert_eq!(kind, 4, "the server's first frame is SETTINGS");
+    client
+}
+
+/// Reads h2 frames until the connection ends, acknowledging SETTINGS and
+/// PING frames as a client does (the server's graceful shutdown waits for a
+/// PING's answer); returns when it ended and whether a GOAWAY came first.
+pub fn wait_for_goaway_and_close(mut client: TcpStream) -> (bool, Instant) {
+    client.set_read_timeout(Some(GENEROUS)).unwrap();
+    let mut goaway = false;
+    for _ in 0..100 {
+        match read_frame(&mut client) {
+            Some((7, _, _)) => goaway = true,
+            Some((4, flags, _)) if flags & 1 == 0 => {
+                let _ = client.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]);
+            }
+            Some((6, flags, payload)) if flags & 1 == 0 => {
+                let _ = client.write_all(&[0, 0, 8, 6, 1, 0, 0, 0, 0]);
+                let _ = client.write_all(&payload);
+            }
+            Some(_) => {}
+            None => return (goaway, Instant::now()),
+        }
+    }
+    panic!("the idle h2 connection kept sending frames");
+}
+
+/// One h2 frame: its type, flags and payload; `None` at the end of the
+/// stream.
+fn read_frame(client: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    let mut header = [0; 9];
+    match client.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+            ) =>
+        {
+            return None
+        }
+        Err(e) => panic!("no h2 frame and no close: {}", e),
+    }
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0; length];
+    client.read_exact(&mut payload).ok()?;
+    Some((header[3], header[4], payload))
+}
+
+/// The example's server in a child process: this test binary again, running
+/// its ignored `http_server_child` test, with the example's own `SIGTERM`
+/// and `SIGINT` handling. Killed and reaped when dropped.
+pub struct ChildServer {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ChildServer {
+    pub fn start(per_peer: usize) -> ChildServer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["http_server_child", "--exact", "--ignored", "--nocapture"])
+            .env(CHILD, per_peer.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the server process");
+        // Both pipes are read to their end, so that the child never writes
+        // into a closed one.
+        let (tx, lines) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stdout_tx = tx.clone();
+        thread::spawn(move || {
+            stdout
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| drop(stdout_tx.send(l)))
+        });
+        thread::spawn(move || {
+            stderr
+                .lines()
+                .map_while(Result::ok)
+                .for_each(|l| drop(tx.send(l)))
+        });
+        let mut server = ChildServer {
+            child: Some(child),
+            addr: ([127, 0, 0, 1], 0).into(),
+            lines,
+        };
+        server.addr = server
+            .wait_for_log("listening on ")
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("the address")
+            .parse()
+            .unwrap();
+        server
+    }
+
+    /// Waits until the child prints a line containing `text`; returns it.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + GENEROUS;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(line) => assert!(!line.contains("panicked"), "server: {}", line),
+                Err(_) => panic!("the server never printed {:?}", text),
+            }
+        }
+    }
+
+    /// Sends the child `SIGTERM`.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", pid);
+    }
+
+    /// Waits (at most `GENEROUS`) for the child to exit by itself.
+    pub fn wait_for_exit(&mut self) -> (ExitStatus, Instant) {
+        let deadline = Instant::now() + GENEROUS;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return (status, Instant::now());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How long the request in flight during the drain takes.
+const IN_FLIGHT: Duration = Duration::from_secs(2);
+
+/// `SIGTERM` with an idle HTTP/1.1 keep-alive connection, an idle h2c
+/// connection and a request in flight: the idle ones close before the
+/// request in flight is answered (h2 with a GOAWAY), new clients are
+/// refused, the request in flight gets its `200`, and the server exits 0
+/// after that.
+pub fn sigterm_drains(mut server: ChildServer) {
+    let addr = server.addr;
+    let mut idle = connect(addr);
+    assert_eq!(get(&mut idle, "/"), Some((200, HELLO.to_string())));
+    let idle_h2 = idle_h2(addr);
+    let mut busy = connect(addr);
+    let path = format!("/delay/{}", IN_FLIGHT.as_millis());
+    busy.write_all(format!("GET {} HTTP/1.1\r\nHost: tk-listen\r\n\r\n", path).as_bytes())
+        .unwrap();
+    // The handler has the request: it logs before it waits.
+    server.wait_for_log(&format!("waiting {} ms", IN_FLIGHT.as_millis()));
+    let in_flight = thread::spawn(move || (read_response(&mut busy), Instant::now()));
+    let h2_closed = thread::spawn(move || wait_for_goaway_and_close(idle_h2));
+
+    server.terminate();
+    let idle_closed = wait_for_close(idle);
+    let (goaway, idle_h2_closed) = h2_closed.join().unwrap();
+    // New clients are refused once the listener has closed (it closes at
+    // the signal; a connect just before that may still be queued).
+    let refused = (0..500).any(|_| match std::net::TcpStream::connect(addr) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => true,
+        _ => {
+            thread::sleep(Duration::from_millis(10));
+            false
+        }
+    });
+    let (answer, answered) = in_flight.join().unwrap();
+    let (status, exited) = server.wait_for_exit();
+
+    assert!(goaway, "the idle h2 connection got no GOAWAY");
+    assert!(
+        idle_closed < answered,
+        "the idle HTTP/1.1 connection stayed open during the drain"
+    );
+    assert!(
+        idle_h2_closed < answered,
+        "the idle h2 connection stayed open during the drain"
+    );
+    assert!(refused, "new clients were still accepted after SIGTERM");
+    assert_eq!(
+        answer,
+        Some((200, format!("waited {} ms\n", IN_FLIGHT.as_millis())))
+    );
+    assert!(
+        status.success(),
+        "the server exited with {}; its last words: {:?}",
+        status,
+        server.lines.try_iter().collect::<Vec<_>>()
+    );
+    assert!(
+        exited >= answered,
+        "the server exited before the request in flight was answered"
+    );
+}
+
+/// With a cap of `per_peer` (at least 2) per peer: 127.0.0.2's connection
+/// over the cap is closed at once while its others are served, another peer
+/// (127.0.0.3) is served and sees the rejection counted, and a connection
+/// that 127.0.0.2 closes lets its next one in.
+pub fn the_per_peer_cap_closes_a_peers_extra_connection(addr: SocketAddr, per_peer: usize) {
+    let mut held: Vec<TcpStream> = (0..per_peer)
+        .map(|_| {
+            let mut client = connect_from(2, addr);
+            assert_eq!(get(&mut client, "/"), Some((200, HELLO.to_string())));
+            client
+        })
+        .collect();
+    let mut extra = connect_from(2, addr);
+    assert_eq!(
+        get(&mut extra, "/"),
+        None,
+        "the peer's extra connection was served"
+    );
+
+    let page = stats(addr, 3);
+    assert_eq!(counter(&page, "tk_listen_peer_rejected_total"), 1.0);
+    assert_eq!(counter(&page, "tk_listen_max_per_peer"), per_peer as f64);
+    for client in &mut held {
+        assert_eq!(
+            get(client, "/"),
+            Some((200, HELLO.to_string())),
+            "a held connection"
+        );
+    }
+
+    // Closing one frees its place once the server has seen the close; the
+    // places that are not free yet close the new connection at once.
+    drop(held.pop());
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        let mut next = connect_from(2, addr);
+        if get(&mut next, "/") == Some((200, HELLO.to_string())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the peer's freed place was never given back"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A short `wrk` run (keep-alive, or `Connection: close` with `close`): it
+/// completes requests and reports no socket error and no non-2xx answer.
+pub fn wrk_runs_without_errors(addr: SocketAddr, close: bool) {
+    let mut command = tool("wrk", "wrk");
+    command.args(["-t", "1", "-c", "16", "-d", "1s", "--timeout", "5s"]);
+    if close {
+        command.args(["-H", "Connection: close"]);
+    }
+    command.arg(format!("http://{}/", addr));
+    let out = output(command);
+    let requests: u64 = out
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .map(|(n, _)| n.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no request count in {:?}", out));
+    assert!(requests > 0, "wrk completed no request: {}", out);
+    assert!(!out.contains("Socket errors"), "wrk: {}", out);
+    assert!(!out.contains("Non-2xx"), "wrk: {}", out);
+}
+
+/// A short `h2load` run over h2c: every request succeeds.
+pub fn h2load_runs_without_errors(addr: SocketAddr) {
+    const REQUESTS: u32 = 2000;
+    let mut command = tool("h2load", "nghttp2-client");
+    command
+        .args(["-n", &REQUESTS.to_string(), "-c", "8", "-m", "8"])
+        .args(["-T", &GENEROUS.as_secs().to_string()])
+        .arg(format!("http://{}/", addr));
+    let out = output(command);
+    let expected = format!(
+        "requests: {n} total, {n} started, {n} done, {n} succeeded, 0 failed, 0 errored, 0 timeout",
+        n = REQUESTS
+    );
+    assert!(out.contains(&expected), "h2load: {}", out);
+    assert!(out.contains("status codes: 2000 2xx"), "h2load: {}", out);
+}
