@@ -92,10 +92,10 @@ impl ListenStats {
         }
     }
 
-    /// A clock for one poll of the server, in [`Stamp`]s.
+    /// Where the time stamps count from, for [`Clock::now`].
     #[inline]
-    pub(crate) fn clock(&self) -> Clock {
-        Clock::new(self.counters.epoch)
+    pub(crate) fn epoch(&self) -> &Instant {
+        &self.counters.epoch
     }
 
     /// The time stamp of now, reading the clock.
@@ -104,6 +104,7 @@ impl ListenStats {
         nanos(self.counters.epoch.elapsed())
     }
 
+    #[inline]
     pub(crate) fn record_start(&self) {
         let c = &*self.counters;
         add(&c.started, 1);
@@ -115,6 +116,7 @@ impl ListenStats {
     /// `listen`): `running` then has several writers and is changed by a
     /// locked read-modify-write.
     #[cfg(feature = "tokio1")]
+    #[inline]
     pub(crate) fn record_start_shared(&self) {
         let c = &*self.counters;
         add(&c.started, 1);
@@ -125,6 +127,7 @@ impl ListenStats {
     /// callers take turns (they hold one lock), so only `running` needs the
     /// locked read-modify-write.
     #[cfg(feature = "tokio1")]
+    #[inline]
     pub(crate) fn record_end_shared(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         c.running.fetch_sub(1, Relaxed);
@@ -338,10 +341,12 @@ impl AcceptStats {
         }
     }
 
+    #[inline]
     pub(crate) fn record_accept(&self) {
         add(&self.counters.accepted, 1);
     }
 
+    #[inline]
     pub(crate) fn record_skip(&self) {
         add(&self.counters.skipped, 1);
     }

@@ -5,7 +5,7 @@ use futures::{executor, Async, Future, IntoFuture, Poll, Stream};
 use log::info;
 
 use crate::limits::{check_max_connections, yield_to_other_tasks, POLL_BUDGET};
-use crate::stats::ListenStats;
+use crate::stats::{Clock, ListenStats};
 
 use self::pool::{Pool, Wakeups, STREAM};
 
@@ -287,7 +287,7 @@ where
         // that a flood of short connections can't keep this loop going for as
         // long as clients arrive.
         let mut budget = POLL_BUDGET;
-        let mut clock = self.stats.clock();
+        let mut clock = Clock::new();
         self.wakeups.take(&mut self.woken);
         let mut handled = 0;
         for &id in &self.woken {

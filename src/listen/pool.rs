@@ -63,7 +63,7 @@ where
             self.stats.record_end(outcome, 0, 0);
             return;
         }
-        let started = clock.now();
+        let started = clock.now(self.stats.epoch());
         if slot == self.slots.len() {
             self.slots.push(Some((future, started)));
         } else {
@@ -83,7 +83,8 @@ where
         let Some(outcome) = poll_connection(future, id, wakeups) else {
             return false;
         };
-        self.stats.record_end(outcome, *started, clock.now());
+        self.stats
+            .record_end(outcome, *started, clock.now(self.stats.epoch()));
         self.slots[slot] = None;
         self.free.push(slot);
         self.running -= 1;

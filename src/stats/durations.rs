@@ -166,31 +166,33 @@ impl Durations {
 }
 
 /// The bucket of a duration: the first whose bound is at least `nanos`.
-/// The number of bits of `nanos` picks where to start looking
-/// ([`FIRST_CANDIDATE`]); as two bounds are at least twice apart, at most
-/// two comparisons follow.
+/// The number of bits of `nanos` picks the first bucket it can be in
+/// ([`CANDIDATE`]); as two bounds are at least twice apart, it is that one
+/// or the next, which one comparison tells, without a branch.
 #[inline]
 fn bucket(nanos: u64) -> usize {
     let bits = (u64::BITS - nanos.leading_zeros()) as usize;
-    let mut i = FIRST_CANDIDATE[bits];
-    while i < BOUNDS_NANOS.len() && nanos > BOUNDS_NANOS[i] {
-        i += 1;
-    }
-    i
+    let (first, bound) = CANDIDATE[bits];
+    usize::from(first) + usize::from(nanos > bound)
 }
 
 /// For a duration of `bits` bits (at least `2^(bits - 1)` ns), the first
-/// bucket it can be in.
-const FIRST_CANDIDATE: [usize; 65] = {
-    let mut table = [0; 65];
-    let mut bits = 1;
+/// bucket it can be in, and that bucket's bound (`u64::MAX` for `+Inf`).
+const CANDIDATE: [(u8, u64); 65] = {
+    let mut table = [(0, 0); 65];
+    let mut bits = 0;
     while bits <= 64 {
-        let least = 1u64 << (bits - 1);
+        let least = if bits == 0 { 0 } else { 1u64 << (bits - 1) };
         let mut i = 0;
         while i < BOUNDS_NANOS.len() && BOUNDS_NANOS[i] < least {
             i += 1;
         }
-        table[bits] = i;
+        let bound = if i < BOUNDS_NANOS.len() {
+            BOUNDS_NANOS[i]
+        } else {
+            u64::MAX
+        };
+        table[bits] = (i as u8, bound);
         bits += 1;
     }
     table
@@ -205,26 +207,34 @@ pub(crate) type Stamp = u64;
 /// clock is read at most once per poll, and only if a connection starts or
 /// ends in it.
 pub(crate) struct Clock {
-    epoch: Instant,
-    now: Option<Stamp>,
+    /// [`UNREAD`] until the first [`now`](Clock::now).
+    now: Stamp,
 }
 
+/// A [`Clock`] not read yet: `u64::MAX` ns is 584 years after the epoch.
+const UNREAD: Stamp = u64::MAX;
+
 impl Clock {
-    pub(super) fn new(epoch: Instant) -> Clock {
-        Clock { epoch, now: None }
+    #[inline]
+    pub(crate) fn new() -> Clock {
+        Clock { now: UNREAD }
     }
 
+    /// The stamp of this poll, read from `epoch` on first use.
     #[inline]
-    pub(crate) fn now(&mut self) -> Stamp {
-        let epoch = self.epoch;
-        *self.now.get_or_insert_with(|| read(epoch))
+    pub(crate) fn now(&mut self, epoch: &Instant) -> Stamp {
+        if self.now == UNREAD {
+            self.now = read(epoch);
+        }
+        self.now
     }
 }
 
 /// Reads the clock: kept out of line, so that the calls stay small.
+#[cold]
 #[inline(never)]
-fn read(epoch: Instant) -> Stamp {
-    nanos(epoch.elapsed())
+fn read(epoch: &Instant) -> Stamp {
+    nanos(epoch.elapsed()).min(UNREAD - 1)
 }
 
 /// Whole nanoseconds in a `u64` (584 years), without `u128` arithmetic.

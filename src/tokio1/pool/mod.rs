@@ -30,7 +30,7 @@ use self::tasks::Tasks;
 pub(super) use self::tasks::{run, Report};
 use crate::drain::state::log_deadline_passed;
 use crate::limits::{check_max_connections, POLL_BUDGET};
-use crate::stats::ListenStats;
+use crate::stats::{Clock, ListenStats};
 
 mod tasks;
 
@@ -120,7 +120,7 @@ where
         }
 
         let (mut ended, mut started) = (0, 0);
-        let mut clock = self.stats.clock();
+        let mut clock = Clock::new();
         loop {
             while let Some(stream) = &mut self.stream {
                 // Full: the stream is not polled, so new clients wait in the
@@ -130,8 +130,9 @@ where
                 }
                 match Pin::new(stream).poll_next(cx) {
                     Poll::Ready(Some(connection)) => {
-                        self.tasks
-                            .start(clock.now(), |report| spawn(connection, report));
+                        self.tasks.start(clock.now(self.stats.epoch()), |report| {
+                            spawn(connection, report)
+                        });
                         started += 1;
                     }
                     Poll::Ready(None) => self.stop_accepting("the accept stream ended"),
