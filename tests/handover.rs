@@ -319,6 +319,12 @@ fn the_http_example_drains_and_exits_zero_on_sigterm() {
     running.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     wait_for(|| accept_queue(addr) == Some(0), "the client accepted");
     signal("TERM", server.0.id());
+    // While the held connection drains, the listening socket is closed
+    // (no copy of it kept for a successor): new clients are refused.
+    wait_for(
+        || TcpStream::connect(addr).is_err(),
+        "new clients refused during the drain",
+    );
     running.write_all(b"\r\n").unwrap();
     assert_eq!(reply_pid(running).unwrap(), server.0.id());
     let status = wait_child(&mut server.0).expect("the server exits");
@@ -349,6 +355,31 @@ fn a_handover_requested_during_another_is_refused() {
     match wait01(exits) {
         Err(tk_listen::HandoverError::Exited(status)) => assert_eq!(status.code(), Some(1)),
         other => panic!("the third request: {:?}", other),
+    }
+}
+
+/// A successor that closes its readiness socket (descriptor 3: this
+/// handover passes no listening socket) and runs on is not ready: it is
+/// killed after the timeout, and the handover is not busy afterwards.
+#[test]
+fn a_successor_that_drops_its_readiness_socket_and_runs_on_is_killed_after_the_timeout() {
+    let handover = tk_listen::Handover::new()
+        .program("/bin/sh")
+        .args(["-c", "exec 3>&-; exec sleep 60"])
+        .ready_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    match wait01(handover.start()) {
+        Err(tk_listen::HandoverError::NotReady(t)) => assert_eq!(t, Duration::from_millis(500)),
+        other => panic!("the request: {:?}", other),
+    }
+    assert!(
+        started.elapsed() < GENEROUS,
+        "the timeout held it for {:?}",
+        started.elapsed()
+    );
+    match wait01(handover.clone().program("/bin/false").start()) {
+        Err(tk_listen::HandoverError::Exited(status)) => assert_eq!(status.code(), Some(1)),
+        other => panic!("the next request: {:?}", other),
     }
 }
 

@@ -142,7 +142,8 @@ pub struct Successor {
 pub enum HandoverError {
     /// Another handover is running.
     Busy,
-    /// A handover succeeded already: this process is on its way out.
+    /// A handover succeeded already, or a shutdown began: this process is
+    /// on its way out.
     Done,
     /// The executable could not be found at start, or the successor could
     /// not be started.
@@ -434,6 +435,22 @@ impl Handover {
                 warn!("handover requested after one succeeded: ignored");
                 Err(HandoverError::Done)
             }
+            State::Stopping => {
+                warn!("handover requested while shutting down: ignored");
+                Err(HandoverError::Done)
+            }
+        }
+    }
+
+    /// A shutdown began (`SIGTERM`, `SIGINT`): drops this handover's copies
+    /// of the listening sockets, so that the server's own drop closes them
+    /// and new clients are refused during the drain, and refuses later
+    /// handovers. A handover already running goes on.
+    pub(super) fn stop(&self) {
+        let mut shared = self.lock();
+        shared.listeners.clear();
+        if let State::Idle = shared.state {
+            shared.state = State::Stopping;
         }
     }
 
@@ -579,4 +596,6 @@ enum State {
     Idle,
     Running,
     Done,
+    /// A shutdown began: no handover any more.
+    Stopping,
 }

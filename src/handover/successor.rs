@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{self, Child, Command};
+use std::process::{self, Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
@@ -86,10 +86,20 @@ pub(super) fn start(
             pid: child.id(),
             took: started.elapsed(),
         }),
-        Err(Waited::Closed) => Err(match child.wait() {
-            Ok(status) => HandoverError::Exited(status),
-            Err(e) => HandoverError::Io(e),
-        }),
+        // It closed its end: it exited, or it runs on without ever
+        // reporting ready (it dropped the socket). Wait for the exit until
+        // the deadline only, then kill it: it holds the sockets.
+        Err(Waited::Closed) => match wait_exit(&mut child, started + timeout) {
+            Ok(Some(status)) => Err(HandoverError::Exited(status)),
+            Ok(None) => {
+                kill_and_reap(&mut child);
+                Err(HandoverError::NotReady(timeout))
+            }
+            Err(e) => {
+                kill_and_reap(&mut child);
+                Err(HandoverError::Io(e))
+            }
+        },
         Err(Waited::TimedOut) => {
             kill_and_reap(&mut child);
             Err(HandoverError::NotReady(timeout))
@@ -98,6 +108,20 @@ pub(super) fn start(
             kill_and_reap(&mut child);
             Err(HandoverError::Io(e))
         }
+    }
+}
+
+/// The successor's exit status if it exits before `deadline`, checked
+/// every 10 ms (a rare path: the successor closed its readiness socket).
+fn wait_exit(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

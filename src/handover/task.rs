@@ -89,6 +89,7 @@ impl Handover {
                 for signal in signals.forever() {
                     if signal != SIGHUP {
                         info!("signal {}: shutting down", signal);
+                        handover.stop();
                         stop.complete(());
                         continue;
                     }
