@@ -1,6 +1,6 @@
 //! The server of `examples/hyper` (the same module, not a copy) with real
-//! clients: `curl` on HTTP/1.1 keep-alive and h2c, the drain on `SIGTERM`
-//! (in a child process, with the example's own signal handling), the
+//! clients: `curl` on HTTP/1.1 keep-alive and h2c; in the example run as a
+//! child process, the drain on `SIGTERM` and the handover on `SIGHUP`; the
 //! per-peer cap from 127.0.0.2 and up, short `wrk` and `h2load` runs.
 //! Linux only (see `tokio1_support::http`).
 #![cfg(target_os = "linux")]
@@ -12,8 +12,6 @@ mod tokio1_support;
 #[allow(dead_code)] // the parts examples/hyper/main.rs uses only
 mod server;
 
-use tokio::net::TcpListener;
-
 use tokio1_support::http::{self, ChildServer};
 use tokio1_support::{Flavour, Server};
 
@@ -23,23 +21,6 @@ fn start(per_peer: usize) -> Server {
     Server::start(Flavour::MultiThread, move |listener| {
         server::serve(listener, server::config(per_peer), std::future::pending())
     })
-}
-
-/// The server with its signal handling, run only as the child of
-/// [`ChildServer`].
-#[test]
-#[ignore = "run by the tests that send SIGTERM"]
-fn http_server_child() {
-    let Some(per_peer) = http::child_per_peer() else {
-        return;
-    };
-    http::child_logging();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let shutdown = server::shutdown_signal().unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("listening on {}", listener.local_addr().unwrap());
-        server::serve(listener, server::config(per_peer), shutdown).await;
-    });
 }
 
 #[test]
@@ -59,7 +40,12 @@ fn the_stats_page_has_the_contracts_counters() {
 
 #[test]
 fn sigterm_closes_idle_connections_at_once_completes_the_request_in_flight_and_exits_0() {
-    http::sigterm_drains(ChildServer::start(8));
+    http::sigterm_drains(ChildServer::start("hyper", 8));
+}
+
+#[test]
+fn sighup_hands_over_to_a_successor_without_failing_a_keep_alive_client() {
+    http::sighup_hands_over_under_keep_alive_clients(ChildServer::start("hyper", 64));
 }
 
 #[test]

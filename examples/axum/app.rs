@@ -124,17 +124,3 @@ fn stats_page(stats: &Stats) -> String {
     }
     page
 }
-
-/// A future that resolves on the first `SIGTERM` or `SIGINT`; the handlers
-/// are in place once this returns.
-pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => log::info!("SIGTERM"),
-            _ = int.recv() => log::info!("SIGINT"),
-        }
-    })
-}

@@ -2,14 +2,19 @@
 //! `sleep_on_error(100 ms)` instead of axum's fixed 1 s sleep on accept
 //! errors, at most 1000 connections and `N` per peer, and axum's graceful
 //! shutdown on `SIGTERM` or `SIGINT` (idle keep-alive connections closed at
-//! once, requests in flight completed) with a 10 s drain deadline.
+//! once, requests in flight completed) with a 10 s drain deadline. `SIGHUP`
+//! hands the socket over to a new process started from the same path with
+//! the same arguments (`tk_listen::tokio1::Handover`, 10 s to report ready),
+//! then drains the same way and exits 0; with `NOTIFY_SOCKET`, systemd hears
+//! `READY=1` and the successor's `MAINPID`.
 //!
 //! ```sh
-//! cargo run --features axum --example axum -- [ADDR] [--per-peer N]
+//! cargo run --features axum,handover --example axum -- [ADDR] [--per-peer N]
 //! curl http://127.0.0.1:8080/                              # hello
 //! curl --http2-prior-knowledge http://127.0.0.1:8080/      # the same over h2c
 //! curl http://127.0.0.1:8080/delay/2000                    # answers after 2 s
 //! curl http://127.0.0.1:8080/stats                         # Prometheus text
+//! kill -HUP <pid>                                          # a new process serves
 //! ```
 //!
 //! The server is in `app.rs`, which `tests/axum.rs` runs too.
@@ -18,6 +23,10 @@ mod app;
 
 use std::net::SocketAddr;
 use std::process;
+use std::time::Duration;
+
+use tk_listen::tokio1::Handover;
+use tokio::net::TcpListener;
 
 const USAGE: &str = "usage: axum [ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
 
@@ -28,10 +37,13 @@ async fn main() {
         process::exit(2);
     });
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let shutdown = app::shutdown_signal().expect("install the SIGTERM and SIGINT handlers");
-    // A backlog of 1024, not tokio's 128: a burst of clients waits instead of
-    // losing its SYNs.
-    let listener = tk_listen::tokio1::bind(addr).unwrap_or_else(|e| {
+    let handover = Handover::new().ready_timeout(Duration::from_secs(10));
+    // SIGHUP: hand over; SIGTERM, SIGINT: drain.
+    let shutdown = handover.shutdown_signal();
+    // The socket inherited for `addr` (systemd, a predecessor), or a new one
+    // with a backlog of 1024, not tokio's 128.
+    let listener = handover.listener(addr).and_then(TcpListener::from_std);
+    let listener = listener.unwrap_or_else(|e| {
         eprintln!("cannot listen on {}: {}", addr, e);
         process::exit(1);
     });
@@ -42,6 +54,7 @@ async fn main() {
         config.max_connections,
         config.per_peer
     );
+    handover.ready(); // READY=1 to systemd, or to the predecessor
     if let Err(e) = app::serve(listener, config, shutdown).await {
         eprintln!("server failed: {}", e);
         process::exit(1);

@@ -2,15 +2,21 @@
 //! HTTP/1.1 with keep-alive and HTTP/2 cleartext (prior knowledge), at most
 //! `N` connections per peer, `sleep_on_error(100 ms)`, and a graceful
 //! shutdown on `SIGTERM` or `SIGINT` that closes idle keep-alive connections
-//! at once and waits at most 10 s for the requests in flight.
+//! at once and waits at most 10 s for the requests in flight. `SIGHUP` hands
+//! the socket over to a new process started from the same path with the
+//! same arguments (`tk_listen::tokio1::Handover`), which has 10 s to report
+//! ready; this one then drains the same way and exits 0. The socket may also
+//! come from systemd (`READY=1` and the successor's `MAINPID` go to
+//! `NOTIFY_SOCKET`).
 //!
 //! ```sh
-//! cargo run --features tokio1 --example hyper -- [ADDR] [--per-peer N]
+//! cargo run --features tokio1,handover --example hyper -- [ADDR] [--per-peer N]
 //! curl http://127.0.0.1:8080/                              # hello
 //! curl --http2-prior-knowledge http://127.0.0.1:8080/      # the same over h2c
 //! curl http://127.0.0.1:8080/delay/2000                    # answers after 2 s
 //! curl http://127.0.0.1:8080/stats                         # Prometheus text
 //! wrk -c 64 http://127.0.0.1:8080/                         # with --per-peer 64
+//! kill -HUP <pid>                                          # a new process serves
 //! ```
 //!
 //! The server is in `server.rs`, which `tests/hyper.rs` runs too.
@@ -19,6 +25,10 @@ mod server;
 
 use std::net::SocketAddr;
 use std::process;
+use std::time::Duration;
+
+use tk_listen::tokio1::Handover;
+use tokio::net::TcpListener;
 
 const USAGE: &str = "usage: hyper [ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
 
@@ -29,10 +39,13 @@ async fn main() {
         process::exit(2);
     });
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let shutdown = server::shutdown_signal().expect("install the SIGTERM and SIGINT handlers");
-    // A backlog of 1024, not tokio's 128: a burst of clients waits instead of
-    // losing its SYNs.
-    let listener = tk_listen::tokio1::bind(addr).unwrap_or_else(|e| {
+    let handover = Handover::new().ready_timeout(Duration::from_secs(10));
+    // SIGHUP: hand over; SIGTERM, SIGINT: drain.
+    let shutdown = handover.shutdown_signal();
+    // The socket inherited for `addr` (systemd, a predecessor), or a new one
+    // with a backlog of 1024, not tokio's 128.
+    let listener = handover.listener(addr).and_then(TcpListener::from_std);
+    let listener = listener.unwrap_or_else(|e| {
         eprintln!("cannot listen on {}: {}", addr, e);
         process::exit(1);
     });
@@ -43,6 +56,7 @@ async fn main() {
         config.max_connections,
         config.per_peer
     );
+    handover.ready(); // READY=1 to systemd, or to the predecessor
     server::serve(listener, config, shutdown).await;
 }
 

@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -152,18 +151,4 @@ pub(crate) async fn respond(
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     Ok(response)
-}
-
-/// A future that resolves on the first `SIGTERM` or `SIGINT`; the handlers
-/// are in place once this returns.
-pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => log::info!("SIGTERM"),
-            _ = int.recv() => log::info!("SIGINT"),
-        }
-    })
 }

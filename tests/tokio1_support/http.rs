@@ -1,13 +1,16 @@
 //! Real HTTP clients (`curl`, `wrk`, `h2load`, raw HTTP/1.1 and h2 frames)
 //! against the servers of `examples/hyper` and `examples/axum`, for
 //! `tests/hyper.rs` and `tests/axum.rs`: the scenarios both run, and the
-//! child process that serves with the example's own signal handling. Linux
-//! only (`kill`, clients from 127.0.0.2 and up).
+//! example itself in a child process, for its signal handling (`SIGTERM`,
+//! the handover on `SIGHUP`). Linux only (`kill`, clients from 127.0.0.2 and
+//! up).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,22 +18,6 @@ use crate::support::{connect, connect_from, GENEROUS};
 
 /// The body of `GET /` in both examples.
 pub const HELLO: &str = "hello from tk-listen\n";
-
-/// Set in the child's environment to the per-peer cap it serves with.
-pub const CHILD: &str = "TK_LISTEN_HTTP_SERVER_CHILD";
-
-/// The per-peer cap the child serves with, if this process is the child.
-pub fn child_per_peer() -> Option<usize> {
-    std::env::var(CHILD).ok()?.parse().ok()
-}
-
-/// In the child: logs at `debug` to stderr, where the parent reads them.
-pub fn child_logging() {
-    // (hyper and h2 log through `tracing`, not `log`: nothing of theirs.)
-    env_logger::builder()
-        .filter_level(log::LevelFilter::Debug)
-        .init();
-}
 
 /// A tool from Debian that the tests run; `package` is what installs it.
 fn tool(name: &str, package: &str) -> Command {
@@ -256,27 +243,32 @@ fn read_frame(client: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
     Some((header[3], header[4], payload))
 }
 
-/// The example's server in a child process: this test binary again, running
-/// its ignored `http_server_child` test, with the example's own `SIGTERM`
-/// and `SIGINT` handling. Killed and reaped when dropped.
+/// The example `name` (built with all features) in a child process, on
+/// 127.0.0.1 port 0 with `--per-peer per_peer`, logging at `debug`, in a
+/// process group of its own: the group (the child and its successors) is
+/// killed, and the child reaped, when this is dropped.
 pub struct ChildServer {
     child: Option<Child>,
+    /// The child's pid, which is also its process group's id.
+    pid: u32,
     pub addr: SocketAddr,
     lines: mpsc::Receiver<String>,
 }
 
 impl ChildServer {
-    pub fn start(per_peer: usize) -> ChildServer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["http_server_child", "--exact", "--ignored", "--nocapture"])
-            .env(CHILD, per_peer.to_string())
+    pub fn start(name: &str, per_peer: usize) -> ChildServer {
+        let mut child = Command::new(crate::support::process::built_example(name))
+            .args(["127.0.0.1:0", "--per-peer", &per_peer.to_string()])
+            .env("RUST_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the server process");
-        // Both pipes are read to their end, so that the child never writes
-        // into a closed one.
+        // Both pipes (which successors share) are read to their end, so
+        // that no server writes into a closed one.
         let (tx, lines) = mpsc::channel();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let stderr = BufReader::new(child.stderr.take().unwrap());
@@ -294,18 +286,25 @@ impl ChildServer {
                 .for_each(|l| drop(tx.send(l)))
         });
         let mut server = ChildServer {
+            pid: child.id(),
             child: Some(child),
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
         };
-        server.addr = server
-            .wait_for_log("listening on ")
-            .trim()
-            .strip_prefix("listening on ")
+        let line = server.wait_for_log("listening on http://");
+        server.addr = line
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
             .expect("the address")
             .parse()
             .unwrap();
         server
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Waits until the child prints a line containing `text`; returns it.
@@ -323,12 +322,21 @@ impl ChildServer {
 
     /// Sends the child `SIGTERM`.
     pub fn terminate(&self) {
-        let pid = self.child.as_ref().unwrap().id();
+        self.signal("-TERM");
+    }
+
+    /// Sends the child `SIGHUP`.
+    pub fn hang_up(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().to_string();
         let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([signal, &pid])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", pid);
+        assert!(status.success(), "kill {} {} failed", signal, pid);
     }
 
     /// Waits (at most `GENEROUS`) for the child to exit by itself.
@@ -342,7 +350,7 @@ impl ChildServer {
             }
             assert!(
                 Instant::now() < deadline,
-                "the server did not exit after SIGTERM"
+                "the server did not exit after the signal"
             );
             thread::sleep(Duration::from_millis(10));
         }
@@ -351,6 +359,12 @@ impl ChildServer {
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
+        // The whole group: the successors of a handover too.
+        let group = format!("-{}", self.pid);
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -419,6 +433,103 @@ pub fn sigterm_drains(mut server: ChildServer) {
         exited >= answered,
         "the server exited before the request in flight was answered"
     );
+}
+
+/// How many closed-loop keep-alive clients run through a handover.
+const LOOP_CLIENTS: usize = 4;
+
+/// `SIGHUP` under closed-loop keep-alive clients: the old process names its
+/// successor (another pid, alive) and exits 0 once drained, the clients'
+/// next requests are served (by the successor: nothing else holds the
+/// socket), and no request fails.
+pub fn sighup_hands_over_under_keep_alive_clients(server: ChildServer) {
+    let mut server = server;
+    let (addr, old) = (server.addr, server.pid());
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..LOOP_CLIENTS)
+        .map(|_| {
+            let (stop, served) = (stop.clone(), served.clone());
+            thread::spawn(move || closed_loop_client(addr, &stop, &served))
+        })
+        .collect();
+    let wait_for = |count: u64, what: &str| {
+        let deadline = Instant::now() + GENEROUS;
+        while served.load(Ordering::SeqCst) < count {
+            assert!(Instant::now() < deadline, "{}", what);
+            thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(100, "the clients were not served before the handover");
+
+    server.hang_up();
+    let line = server.wait_for_log("handed over to process ");
+    let successor: u32 = line
+        .split("handed over to process ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {:?}", line));
+    let (status, _) = server.wait_for_exit();
+    let after_exit = served.load(Ordering::SeqCst);
+    wait_for(
+        after_exit + 100,
+        "nobody served after the old process exited",
+    );
+    stop.store(true, Ordering::SeqCst);
+    let (failed, connections): (Vec<u64>, Vec<u64>) =
+        clients.into_iter().map(|c| c.join().unwrap()).unzip();
+
+    assert_ne!(successor, old, "the successor is the old process");
+    let alive = Command::new("kill")
+        .args(["-0", &successor.to_string()])
+        .status()
+        .unwrap();
+    assert!(alive.success(), "the successor {} is gone", successor);
+    assert!(status.success(), "the old process exited with {}", status);
+    assert_eq!(failed, [0; LOOP_CLIENTS], "failed requests per client");
+    let requests = served.load(Ordering::SeqCst);
+    assert!(
+        requests > connections.iter().sum::<u64>(),
+        "no connection was kept alive: {} requests on {:?} connections",
+        requests,
+        connections
+    );
+}
+
+/// One closed-loop client of [`sighup_hands_over_under_keep_alive_clients`]:
+/// `GET /` again as soon as the answer is in, on the same connection while
+/// the server keeps it open, until `stop` (at most `GENEROUS` and 100 000
+/// requests). A request that a reused connection ends without any answer is
+/// sent again on a new one, as HTTP clients do with idempotent requests
+/// (RFC 9110, 9.2.2): the server may close an idle connection just as the
+/// request leaves. Any other request without its `200` failed. Returns the
+/// failures and the connections opened.
+fn closed_loop_client(addr: SocketAddr, stop: &AtomicBool, served: &AtomicU64) -> (u64, u64) {
+    let deadline = Instant::now() + GENEROUS;
+    let (mut failed, mut connections) = (0, 0);
+    let mut client: Option<TcpStream> = None;
+    for _ in 0..100_000 {
+        if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+            break;
+        }
+        let answer = match client.as_mut().map(|c| get(c, "/")) {
+            Some(Some(answer)) => Some(answer),
+            // A fresh connection, or the reused one ended unanswered.
+            _ => {
+                connections += 1;
+                let fresh = client.insert(connect(addr));
+                get(fresh, "/")
+            }
+        };
+        if answer == Some((200, HELLO.to_string())) {
+            served.fetch_add(1, Ordering::SeqCst);
+        } else {
+            failed += 1;
+            client = None;
+        }
+    }
+    (failed, connections)
 }
 
 /// With a cap of `per_peer` (at least 2) per peer: 127.0.0.2's connection
