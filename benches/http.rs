@@ -316,7 +316,7 @@ fn serve(name: &str) {
         match name {
             "hyper_tk" => {
                 let config = hyper_example::config(CONNECTIONS * 4);
-                hyper_example::serve(listener, config, pending).await
+                hyper_example::serve(listener, None, config, pending).await
             }
             "hyper_plain" => plain_hyper(listener).await,
             "axum_tk" => {

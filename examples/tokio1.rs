@@ -1,7 +1,7 @@
 //! `examples/simple.rs` on tokio 1: a server that greets every client with
 //! `hello` after half a second, with at most 1000 connections at once, using
 //! every core. `SIGTERM` or Ctrl-C stops accepting and lets the running
-//! connections finish; `SIGHUP` hands the socket over to a new process
+//! connections finish (within 10 s); `SIGHUP` hands the socket over to a new process
 //! started from the same path, then drains (`tk_listen::Handover`; the
 //! socket may also come from systemd).
 //!
@@ -52,7 +52,8 @@ async fn main() {
         .sleep_on_error(Duration::from_millis(100))
         .map(|(socket, peer)| greet(socket, peer))
         .listen(1000)
-        .with_graceful_shutdown(stop);
+        .with_graceful_shutdown(stop)
+        .drain_deadline(Duration::from_secs(10));
     let stats = server.stats();
     handover.ready();
     server.await;
@@ -72,14 +73,18 @@ async fn greet(mut socket: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// `[ADDRESS:PORT]`; exits 2 with the usage line on anything else.
 fn address_from_args() -> SocketAddr {
-    let arg = std::env::args().nth(1);
-    let text = arg.as_deref().unwrap_or(DEFAULT_ADDR);
-    text.parse().unwrap_or_else(|e| {
-        eprintln!(
-            "usage: tokio1 [ADDRESS:PORT] (default {}): {:?}: {}",
-            DEFAULT_ADDR, text, e
-        );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parsed = match args.as_slice() {
+        [] => Ok(DEFAULT_ADDR.parse().unwrap()),
+        [addr] => addr
+            .parse()
+            .map_err(|e| format!("{:?}: {} (expected ADDRESS:PORT)", addr, e)),
+        [_, extra, ..] => Err(format!("unexpected argument {:?}", extra)),
+    };
+    parsed.unwrap_or_else(|e| {
+        eprintln!("{}\n{}", e, USAGE);
         process::exit(2);
     })
 }

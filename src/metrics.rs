@@ -52,6 +52,15 @@ use crate::{AcceptStats, ListenStats, OpenStats, PeerStats};
 /// | `tk_listen_kernel_listen_overflows_total` | counter | handshakes discarded by full accept queues, whole network namespace | [`ListenDrops::read`] | |
 /// | `tk_listen_kernel_listen_drops_total` | counter | connection attempts dropped by listeners, whole network namespace | [`ListenDrops::read`] | |
 ///
+/// A server capped by [`limit_open`](crate::ListenExt::limit_open) instead
+/// of `listen` (because something else spawns its connections, as
+/// `axum::serve` does) has its connections counted by [`OpenStats`]: on a
+/// page given [`open`](Metrics::open) and no [`listen`](Metrics::listen),
+/// the first three rows of `limit_open` are named
+/// `tk_listen_connections_running`, `tk_listen_connections_max` and
+/// `tk_listen_connections_started_total` instead, so that dashboards read
+/// both kinds of server alike.
+///
 /// A page shows the metrics of the handles it was given. The queue's lines
 /// are left out when it can't be read (the listener is closed, or the system
 /// is not Linux), and so are the kernel's counts.
@@ -223,7 +232,7 @@ impl fmt::Display for Metrics {
             peer_metrics(&mut page, stats)?;
         }
         if let Some(stats) = &self.open {
-            open_metrics(&mut page, stats)?;
+            open_metrics(&mut page, stats, self.listen.is_none())?;
         }
         if let Some(queue) = &self.queue {
             queue_metrics(&mut page, queue)?;
@@ -320,22 +329,41 @@ fn peer_metrics(page: &mut Page<'_, '_>, stats: &PeerStats) -> fmt::Result {
     )
 }
 
-fn open_metrics(page: &mut Page<'_, '_>, stats: &OpenStats) -> fmt::Result {
-    page.gauge(
-        "open_connections",
-        "Connections open now (limit_open).",
-        stats.open(),
-    )?;
-    page.gauge(
-        "open_connections_max",
-        "The most connections open at once.",
-        stats.max_open(),
-    )?;
-    page.counter(
-        "open_accepted_total",
-        "Connections let through by limit_open.",
-        stats.accepted(),
-    )?;
+fn open_metrics(page: &mut Page<'_, '_>, stats: &OpenStats, as_server: bool) -> fmt::Result {
+    if as_server {
+        // `limit_open` caps the server: its connections are the server's.
+        page.gauge(
+            "connections_running",
+            "Connections open now (limit_open).",
+            stats.open(),
+        )?;
+        page.gauge(
+            "connections_max",
+            "The most connections open at once (limit_open).",
+            stats.max_open(),
+        )?;
+        page.counter(
+            "connections_started_total",
+            "Connections let through by limit_open.",
+            stats.accepted(),
+        )?;
+    } else {
+        page.gauge(
+            "open_connections",
+            "Connections open now (limit_open).",
+            stats.open(),
+        )?;
+        page.gauge(
+            "open_connections_max",
+            "The most connections open at once.",
+            stats.max_open(),
+        )?;
+        page.counter(
+            "open_accepted_total",
+            "Connections let through by limit_open.",
+            stats.accepted(),
+        )?;
+    }
     page.counter(
         "open_full_total",
         "Times every slot was taken and limit_open waited for one.",

@@ -11,7 +11,7 @@ mod server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{self, SocketAddr};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio_core::net::TcpListener;
@@ -147,77 +147,6 @@ fn the_metrics_listener_answers_while_the_main_one_is_full_and_shows_the_clients
     );
     drop((silent, waiting));
     server.shutdown().unwrap();
-}
-
-/// Runs the example with `args` until it exits; kills it (and fails) if it
-/// is still running after [`GENEROUS`], as it would be if it took a bad
-/// argument for a good one and served.
-fn run_example(args: &[&str]) -> Output {
-    let mut child = Running(
-        Command::new(support::process::built_example("http"))
-            .args(args)
-            .env("RUST_LOG", "off")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run examples/http"),
-    );
-    let start = std::time::Instant::now();
-    while child
-        .0
-        .try_wait()
-        .expect("wait for examples/http")
-        .is_none()
-    {
-        assert!(
-            start.elapsed() < GENEROUS,
-            "examples/http {:?} did not exit: it took the arguments",
-            args
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let mut stderr = Vec::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    Output {
-        status: child.0.wait().unwrap(),
-        stdout: Vec::new(),
-        stderr,
-    }
-}
-
-#[test]
-fn a_bad_argument_prints_the_usage_line_and_exits_2() {
-    for args in [
-        &["--bogus"][..],
-        &["--metrics"],
-        &["not-an-address"],
-        &["--metrics", "nonsense"],
-        &["127.0.0.1:0", "127.0.0.1:0"],
-        &[
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
-    ] {
-        let output = run_example(args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{:?}: {}", args, stderr);
-        assert!(
-            stderr.contains("usage: http [ADDR]"),
-            "{:?}: {}",
-            args,
-            stderr
-        );
-    }
 }
 
 /// Kills and reaps the example when dropped.

@@ -19,8 +19,31 @@ use tokio1_support::{Flavour, Server};
 fn start(per_peer: usize) -> Server {
     support::init_logging();
     Server::start(Flavour::MultiThread, move |listener| {
-        server::serve(listener, server::config(per_peer), std::future::pending())
+        server::serve(
+            listener,
+            None,
+            server::config(per_peer),
+            std::future::pending(),
+        )
     })
+}
+
+/// The server with at most `slots` connections and a metrics listener;
+/// returns it and the metrics listener's address.
+fn start_with_metrics(slots: usize) -> (Server, std::net::SocketAddr) {
+    support::init_logging();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    metrics.set_nonblocking(true).unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let server = Server::start(Flavour::MultiThread, move |listener| {
+        let metrics = tokio::net::TcpListener::from_std(metrics).unwrap();
+        let config = server::Config {
+            max_connections: slots,
+            ..server::config(8)
+        };
+        server::serve(listener, Some(metrics), config, std::future::pending())
+    });
+    (server, metrics_addr)
 }
 
 #[test]
@@ -66,4 +89,15 @@ fn wrk_with_connection_close_gets_no_errors() {
 #[test]
 fn h2load_gets_no_errors() {
     http::h2load_runs_without_errors(start(64).addr);
+}
+
+#[test]
+fn the_metrics_listener_answers_while_every_slot_is_taken_and_shows_the_clients_waiting() {
+    let (server, metrics) = start_with_metrics(2);
+    http::the_metrics_listener_answers_while_the_main_one_is_full(server.addr, metrics, 2);
+}
+
+#[test]
+fn the_example_serves_the_page_on_its_metrics_address() {
+    http::the_example_serves_the_page_on_its_metrics_address("hyper");
 }

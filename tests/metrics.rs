@@ -310,32 +310,72 @@ fn the_page_of_a_full_tokio1_server_parses_and_shows_who_runs_and_who_waits() {
     drop(runtime);
 }
 
-#[test]
-fn the_counters_of_limit_open_are_on_the_page() {
-    use futures::Stream as _;
+/// Two of three connections through `limit_open(2)`, rendered by the page
+/// `with(stats)` makes: the samples with two held, then with none.
+fn limit_open_page(with: impl Fn(&tk_listen::OpenStats) -> Metrics) -> (Vec<String>, Vec<String>) {
     let accepts = futures::stream::iter_ok::<_, ()>(vec![("a", ()), ("b", ()), ("c", ())]);
     let limited = accepts.limit_open(2);
-    let metrics = Metrics::new().open(&limited.stats());
+    let metrics = with(&limited.stats());
     let mut limited = limited.wait();
     let held: Vec<_> = (0..2).map(|_| limited.next().unwrap().unwrap()).collect();
-    let samples = parse(&metrics.to_string());
-    for (name, expected) in [
-        ("tk_listen_open_connections", 2.0),
-        ("tk_listen_open_connections_max", 2.0),
-        ("tk_listen_open_accepted_total", 2.0),
-        ("tk_listen_open_full", 0.0),
-        ("tk_listen_open_full_total", 0.0),
-        ("tk_listen_open_full_seconds_total", 0.0),
-    ] {
+    let full = parse(&metrics.to_string());
+    drop(held);
+    (full, parse(&metrics.to_string()))
+}
+
+fn assert_values(samples: &[String], expected: &[(&str, f64)]) {
+    for &(name, expected) in expected {
         assert_eq!(
-            value(&samples, name),
+            value(samples, name),
             Some(expected),
             "{}: {:?}",
             name,
             samples
         );
     }
-    drop(held);
-    let samples = parse(&metrics.to_string());
-    assert_eq!(value(&samples, "tk_listen_open_connections"), Some(0.0));
+}
+
+#[test]
+fn without_listen_the_counters_of_limit_open_are_the_servers_connections() {
+    let (full, empty) = limit_open_page(|open| Metrics::new().open(open));
+    assert_values(
+        &full,
+        &[
+            ("tk_listen_connections_running", 2.0),
+            ("tk_listen_connections_max", 2.0),
+            ("tk_listen_connections_started_total", 2.0),
+            ("tk_listen_open_full", 0.0),
+            ("tk_listen_open_full_total", 0.0),
+            ("tk_listen_open_full_seconds_total", 0.0),
+        ],
+    );
+    assert_eq!(
+        type_of(&full, "tk_listen_connections_running").as_deref(),
+        Some("gauge")
+    );
+    assert_eq!(
+        type_of(&full, "tk_listen_connections_started_total").as_deref(),
+        Some("counter")
+    );
+    assert_eq!(value(&full, "tk_listen_open_connections"), None);
+    assert_values(&empty, &[("tk_listen_connections_running", 0.0)]);
+}
+
+#[test]
+fn next_to_listen_the_counters_of_limit_open_keep_names_of_their_own() {
+    let server = futures::stream::empty::<futures::future::FutureResult<(), ()>, ()>().listen(5);
+    let listen = server.stats();
+    let (full, empty) = limit_open_page(|open| Metrics::new().listen(&listen).open(open));
+    assert_values(
+        &full,
+        &[
+            ("tk_listen_open_connections", 2.0),
+            ("tk_listen_open_connections_max", 2.0),
+            ("tk_listen_open_accepted_total", 2.0),
+            ("tk_listen_open_full", 0.0),
+            ("tk_listen_connections_running", 0.0),
+            ("tk_listen_connections_max", 5.0),
+        ],
+    );
+    assert_values(&empty, &[("tk_listen_open_connections", 0.0)]);
 }

@@ -25,9 +25,10 @@
 //! Usage: `http [ADDR] [--metrics ADDR] [--per-peer N]`. The server itself is in
 //! `server.rs`, which `tests/http.rs` runs too.
 
+#[path = "../common/args.rs"]
+mod args;
 mod server;
 
-use std::env;
 use std::net::SocketAddr;
 use std::process;
 use std::time::Duration;
@@ -35,57 +36,13 @@ use std::time::Duration;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::Core;
 
-const USAGE: &str =
-    "usage: http [ADDR] [--metrics ADDR] [--per-peer N]   (default 127.0.0.1:8080, 8 per peer)";
-
-/// The command line: the address to serve, the metrics listener's, and the
-/// per-peer cap.
-struct Args {
-    addr: SocketAddr,
-    metrics: Option<SocketAddr>,
-    per_peer: usize,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut addr = None;
-    let mut metrics = None;
-    let mut per_peer = server::MAX_PER_PEER;
-    let mut args = env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let parse = |value: Option<String>, what: &str| {
-            let value = value.ok_or_else(|| format!("{} needs an address", what))?;
-            value
-                .parse::<SocketAddr>()
-                .map_err(|e| format!("{}: {:?}: {}", what, value, e))
-        };
-        match arg.as_str() {
-            "--metrics" if metrics.is_none() => metrics = Some(parse(args.next(), "--metrics")?),
-            "--per-peer" => {
-                let n = args.next().ok_or("--per-peer needs a number")?;
-                per_peer = n
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(format!("--per-peer {}: not a number above 0", n))?;
-            }
-            _ if !arg.starts_with('-') && addr.is_none() => addr = Some(parse(Some(arg), "ADDR")?),
-            _ => return Err(format!("unexpected argument {:?}", arg)),
-        }
-    }
-    Ok(Args {
-        addr: addr.unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap()),
-        metrics,
-        per_peer,
-    })
-}
+// The server's default is the command line's.
+const _: () = assert!(server::MAX_PER_PEER == args::DEFAULT_PER_PEER);
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let handover = tk_listen::Handover::new().ready_timeout(Duration::from_secs(10));
-    let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("{}\n{}", e, USAGE);
-        process::exit(2);
-    });
+    let args = args::parse_or_exit("http");
 
     let mut core = Core::new().unwrap();
     let handle = core.handle();

@@ -16,9 +16,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tk_listen::tokio1::{incoming, Drain, ListenExt, PeerConnection};
-use tk_listen::{AcceptQueue, AcceptStats, ListenStats, Metrics, PeerStats};
+use tk_listen::{AcceptQueue, Metrics};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
+
+#[path = "../common/metrics_tokio1.rs"]
+mod metrics_tokio1;
 
 /// The body of `GET /`.
 pub const BODY: &str = "hello from tk-listen\n";
@@ -47,13 +50,16 @@ pub fn config(per_peer: usize) -> Config {
 /// Serves `listener` until `shutdown` resolves, then drains: the listener
 /// closes, idle keep-alive connections close at once (h2: a GOAWAY), the
 /// requests in flight complete; the connections still open
-/// `config.drain_deadline` after the signal are dropped.
+/// `config.drain_deadline` after the signal are dropped. With
+/// `metrics_listener`, the metrics page is served there too, by a `listen`
+/// of its own (see `examples/common/metrics_tokio1.rs`).
 pub async fn serve(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let queue = AcceptQueue::of(&listener).ok();
+    let queue = AcceptQueue::of(&listener).ok(); // None on other systems than Linux
     let accepts = incoming(listener).sleep_on_error(Duration::from_millis(100));
     let accept = accepts.stats();
     let accepts = accepts.limit_per_peer(config.per_peer);
@@ -63,47 +69,37 @@ pub async fn serve(
         log::info!("shutting down: no new connections, draining the open ones");
     });
     let watching = drain.clone();
-    let stats = Arc::new(OnceLock::new());
-    let conn_stats = stats.clone();
+    // `/stats` needs the server's counters, which exist once it is built.
+    let page = Arc::new(OnceLock::new());
+    let conn_page = page.clone();
     let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let server = accepts
         .map(move |(socket, peer)| {
-            let stats = conn_stats.clone();
-            connection(socket, peer, http.clone(), stats, watching.clone())
+            let page = conn_page.clone();
+            connection(socket, peer, http.clone(), page, watching.clone())
         })
         .listen(config.max_connections)
-        .with_graceful_shutdown(drain)
+        .with_graceful_shutdown(drain.clone())
         .drain_deadline(config.drain_deadline);
-    let _ = stats.set(Stats {
-        listen: server.stats(),
-        accept,
-        peers,
-        queue,
-    });
-    server.await
-}
-
-/// The counters `GET /stats` shows.
-#[derive(Clone, Debug)]
-pub(crate) struct Stats {
-    listen: ListenStats,
-    accept: AcceptStats,
-    peers: PeerStats,
-    /// The kernel's accept queue (Linux only).
-    queue: Option<AcceptQueue>,
-}
-
-/// The body of `GET /stats`: the counters in the Prometheus text format.
-fn stats_page(stats: &Stats) -> String {
-    let page = Metrics::new()
-        .listen(&stats.listen)
-        .accept(&stats.accept)
-        .peers(&stats.peers);
-    match &stats.queue {
-        Some(queue) => page.queue(queue).to_string(),
-        None => page.to_string(),
+    let mut metrics = Metrics::new()
+        .listen(&server.stats())
+        .accept(&accept)
+        .peers(&peers);
+    if let Some(queue) = &queue {
+        metrics = metrics.queue(queue);
+    }
+    let _ = page.set(metrics.clone());
+    match metrics_listener {
+        None => server.await,
+        Some(listener) => {
+            let scrapes = metrics_tokio1::serve_metrics(listener, metrics, drain);
+            tokio::join!(server, scrapes);
+        }
     }
 }
+
+/// The metrics page of `GET /stats`, once the server is built.
+pub(crate) type Page = Arc<OnceLock<Metrics>>;
 
 /// One connection's whole life: HTTP/1.1 or h2c requests until the client
 /// closes, or until the drain begins and the connection is idle.
@@ -111,10 +107,10 @@ async fn connection(
     socket: PeerConnection<TcpStream>,
     peer: SocketAddr,
     http: Arc<auto::Builder<TokioExecutor>>,
-    stats: Arc<OnceLock<Stats>>,
+    page: Page,
     drain: Drain,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let service = service_fn(move |request| respond(request, peer, stats.clone()));
+    let service = service_fn(move |request| respond(request, peer, page.clone()));
     let conn = http.serve_connection(TokioIo::new(socket), service);
     drain
         .watch(conn, |conn| conn.graceful_shutdown())
@@ -126,15 +122,15 @@ async fn connection(
 pub(crate) async fn respond(
     request: Request<Incoming>,
     peer: SocketAddr,
-    stats: Arc<OnceLock<Stats>>,
+    page: Page,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path();
     let (status, body) = match (request.method(), path) {
         (&Method::GET, "/") => (StatusCode::OK, BODY.to_string()),
-        (&Method::GET, "/stats") => (
-            StatusCode::OK,
-            stats.get().map(stats_page).unwrap_or_default(),
-        ),
+        (&Method::GET, "/stats") => match page.get() {
+            Some(page) => return Ok(metrics_tokio1::page_response(page)),
+            None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string()),
+        },
         (&Method::GET, _) if path.starts_with("/delay/") => match path["/delay/".len()..].parse() {
             Ok(ms) => {
                 log::debug!("{}: waiting {} ms", peer, ms);

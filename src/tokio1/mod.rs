@@ -20,7 +20,13 @@
 //! | [`crate::ListenExt::sleep_on_error`]`(delay, &handle)` | [`ListenExt::sleep_on_error`]`(delay)` |
 //! | [`crate::ListenExt::listen`]`(n)`, connections on the event loop | [`ListenExt::listen`]`(n)`, connections as tasks on every worker; [`ListenExt::listen_local`]`(n)` for `!Send` ones |
 //! | [`crate::ListenExt::take_until`]`(signal)` | [`Listen::with_graceful_shutdown`]`(signal)` |
+//! | [`crate::ListenExt::limit_per_peer`]`(k)` | [`ListenExt::limit_per_peer`]`(k)`: the same table, [`PeerConnection`] and [`PeerStats`] |
+//! | [`crate::ListenExt::limit_open`]`(n)` | [`ListenExt::limit_open`]`(n)`: the same [`OpenConnection`] and [`OpenStats`] |
+//! | [`crate::Drain`]`::new(signal)`, `drain.watch(conn, on_drain)` | [`Drain`]`::new(signal)`, `drain.watch(conn, on_drain)` |
+//! | [`crate::WithGracefulShutdown::drain_deadline`]`(d, &handle)` | [`Listen::drain_deadline`]`(d)`, [`LocalListen::drain_deadline`]`(d)` |
 //! | [`AcceptStats`](crate::AcceptStats), [`ListenStats`](crate::ListenStats) | the same types |
+//! | [`Metrics`](crate::Metrics), [`AcceptQueue`](crate::AcceptQueue) | the same types |
+//! | `Handover`, `Inherited` (feature `handover`) | the same types, re-exported here; their futures are `std` futures too |
 //! | | [`axum_listener`]`(accepts, local_addr)`: the stream served by `axum::serve` (feature `axum`) |
 //!
 //! The error policy (which `accept()` errors are skipped, which pause) is

@@ -85,3 +85,40 @@ pub fn built_example(name: &str) -> std::path::PathBuf {
         .join("examples")
         .join(name)
 }
+
+/// Runs `command` until it exits, with standard input closed and its
+/// standard error read; kills it (and fails the test) if it still runs
+/// after `bound`. Returns its status and standard error.
+pub fn run_to_exit(
+    command: &mut std::process::Command,
+    bound: Duration,
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break status;
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{:?} still ran after {:?}", command, bound);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}

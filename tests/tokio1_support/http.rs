@@ -257,8 +257,13 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub fn start(name: &str, per_peer: usize) -> ChildServer {
+        ChildServer::start_with(name, &["127.0.0.1:0", "--per-peer", &per_peer.to_string()])
+    }
+
+    /// The example `name` with the command line `args`.
+    pub fn start_with(name: &str, args: &[&str]) -> ChildServer {
         let mut child = Command::new(crate::support::process::built_example(name))
-            .args(["127.0.0.1:0", "--per-peer", &per_peer.to_string()])
+            .args(args)
             .env("RUST_LOG", "debug")
             .env_remove("NOTIFY_SOCKET")
             .process_group(0)
@@ -291,15 +296,19 @@ impl ChildServer {
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
         };
-        let line = server.wait_for_log("listening on http://");
-        server.addr = line
-            .split("listening on http://")
+        server.addr = server.wait_for_address("listening on http://");
+        server
+    }
+
+    /// Waits for a line `... {prefix}ADDR/...`; returns the `ADDR`.
+    pub fn wait_for_address(&self, prefix: &str) -> SocketAddr {
+        let line = self.wait_for_log(prefix);
+        line.split(prefix)
             .nth(1)
             .and_then(|rest| rest.split('/').next())
             .expect("the address")
             .parse()
-            .unwrap();
-        server
+            .unwrap()
     }
 
     /// The child's process id.
@@ -369,6 +378,81 @@ impl Drop for ChildServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The metrics page at `http://{addr}{path}`, parsed by Python's
+/// `prometheus_client` (see `support::prometheus`).
+pub fn metrics_page(addr: SocketAddr, path: &str) -> Vec<String> {
+    let mut command = curl();
+    command
+        .arg("--fail")
+        .arg(format!("http://{}{}", addr, path));
+    crate::support::prometheus::parse(&output(command))
+}
+
+/// With every one of the `slots` of the server at `addr` held by a silent
+/// client and three more clients in its accept queue, the page at
+/// `metrics` (a listener of its own) still answers, on any path, and shows
+/// both: `slots` running, 3 queued.
+pub fn the_metrics_listener_answers_while_the_main_one_is_full(
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    slots: usize,
+) {
+    use crate::support::prometheus::value;
+    const WAITING: usize = 3;
+    let silent: Vec<_> = (0..slots).map(|_| connect(addr)).collect();
+    let waiting: Vec<_> = (0..WAITING).map(|_| connect(addr)).collect();
+    // The kernel queues them promptly, but nothing signals it: poll, bounded.
+    let deadline = Instant::now() + GENEROUS;
+    let samples = loop {
+        let samples = metrics_page(metrics, "/metrics");
+        let running = value(&samples, "tk_listen_connections_running");
+        let queued = value(&samples, "tk_listen_queued_connections");
+        if running == Some(slots as f64) && queued == Some(WAITING as f64) {
+            break samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {} running and {} queued: {:?}",
+            slots,
+            WAITING,
+            samples
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        value(&samples, "tk_listen_connections_max"),
+        Some(slots as f64)
+    );
+    assert_eq!(
+        value(&samples, "tk_listen_accepted_total"),
+        Some(slots as f64)
+    );
+    let other = metrics_page(metrics, "/");
+    assert_eq!(
+        value(&other, "tk_listen_connections_max"),
+        Some(slots as f64)
+    );
+    drop((silent, waiting));
+}
+
+/// The example `name` started with `--metrics 127.0.0.1:0` prints the
+/// metrics address and serves the page there, with the contract's names.
+pub fn the_example_serves_the_page_on_its_metrics_address(name: &str) {
+    use crate::support::prometheus::value;
+    let server = ChildServer::start_with(name, &["127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.wait_for_address("metrics on http://");
+    assert_ne!(metrics, server.addr);
+    let samples = metrics_page(metrics, "/metrics");
+    for name in [
+        "tk_listen_accepted_total",
+        "tk_listen_connections_running",
+        "tk_listen_peer_rejected_total",
+        "tk_listen_queued_connections",
+    ] {
+        assert_eq!(value(&samples, name), Some(0.0), "{}: {:?}", name, samples);
     }
 }
 
