@@ -122,12 +122,29 @@ pub fn counter(stats: &[(String, f64)], name: &str) -> f64 {
         .1
 }
 
-/// The counters of the contract are on the page.
+/// The counters of the contract are on the page, which Python's
+/// `prometheus_client` parses, with their types.
 pub fn the_stats_page_has_the_contracts_counters(addr: SocketAddr) {
+    use crate::support::prometheus::type_of;
     let page = stats(addr, 1);
     assert_eq!(counter(&page, "tk_listen_accepted_total"), 1.0);
     assert_eq!(counter(&page, "tk_listen_connections_running"), 1.0);
     assert_eq!(counter(&page, "tk_listen_peer_rejected_total"), 0.0);
+    let parsed = metrics_page(addr, "/stats");
+    for (name, kind) in [
+        ("tk_listen_accepted_total", "counter"),
+        ("tk_listen_connections_running", "gauge"),
+        ("tk_listen_peer_rejected_total", "counter"),
+        ("tk_listen_queued_connections", "gauge"),
+    ] {
+        assert_eq!(
+            type_of(&parsed, name).as_deref(),
+            Some(kind),
+            "{}: {:?}",
+            name,
+            parsed
+        );
+    }
 }
 
 /// A `GET` on an open HTTP/1.1 connection; returns the status and body.
