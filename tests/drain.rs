@@ -128,6 +128,28 @@ fn a_connection_watched_after_the_drain_began_is_told_at_its_first_poll() {
     assert_eq!(told.get(), 1);
 }
 
+/// A connection polled by another task than before (moved, as a
+/// hand-written select may do) has the drain wake the task that polled it
+/// last.
+#[test]
+fn the_drain_wakes_the_task_that_polled_a_connection_last() {
+    let drain = Drain::new(future::empty::<(), ()>());
+    let mut conn = spawn(drain.watch(future::empty::<(), ()>(), |_| {}));
+    let (first, first_notify) = CountingNotify::handle();
+    let (second, second_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut conn, &first_notify),
+        Ok(Async::NotReady)
+    );
+    assert_eq!(
+        poll_future_once(&mut conn, &second_notify),
+        Ok(Async::NotReady)
+    );
+    drain.begin();
+    assert_eq!(second.count(), 1, "the last task is woken");
+    assert_eq!(first.count(), 0, "the task before it is not");
+}
+
 #[test]
 fn each_connection_is_told_once() {
     let drain = Drain::new(future::empty::<(), ()>());
