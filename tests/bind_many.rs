@@ -20,7 +20,10 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{assert_refused, connect, free_addrs, logs, read_reply, wait_until_bound, GENEROUS};
+use support::{
+    assert_refused, connect, free_addrs, logs, poll_stream_once, read_reply, spawn,
+    wait_until_bound, CountingNotify, GENEROUS,
+};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -369,6 +372,55 @@ fn the_end_of_the_address_stream_ends_the_stream_and_closes_the_listeners() {
 #[test]
 fn a_failing_address_stream_ends_the_stream_and_closes_the_listeners() {
     check_the_address_stream_ending(|server| server.fail_address_stream());
+}
+
+/// A panic of the address stream comes out of `BindMany`'s `poll`, where
+/// the code polling it can catch it, not out of the event loop (which runs
+/// the address task); the listeners are closed, and the stream has ended.
+#[test]
+fn a_panic_of_the_address_stream_comes_out_of_the_streams_poll() {
+    let mut core = Core::new().expect("event loop");
+    let (reload, lists) = mpsc::unbounded::<Vec<SocketAddr>>();
+    let addresses = lists.map(|list| {
+        if list.is_empty() {
+            panic!("the address stream broke");
+        }
+        list
+    });
+    let mut listeners = BindMany::new(addresses, &core.handle());
+    reload.unbounded_send(vec![any_port()]).unwrap();
+    let addr = wait_until_bound(&mut core, &mut listeners, 1)[0];
+
+    reload.unbounded_send(Vec::new()).unwrap();
+    let polled = future::poll_fn(|| listeners.poll()).map(|_| ());
+    let timeout = Timeout::new(GENEROUS, &core.handle()).unwrap();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        core.run(
+            std::panic::AssertUnwindSafe(polled)
+                .catch_unwind()
+                .select2(timeout),
+        )
+    }));
+    let payload = match run {
+        Err(_) => panic!("the panic came out of the event loop, not out of BindMany's poll"),
+        Ok(Err(future::Either::A((payload, _)))) => payload,
+        Ok(Ok(future::Either::A((polled, _)))) => {
+            panic!("BindMany's poll did not panic: {:?}", polled)
+        }
+        Ok(_) => panic!("BindMany's poll did not panic in time"),
+    };
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"the address stream broke")
+    );
+    assert_refused(addr);
+    let (_, notify) = CountingNotify::handle();
+    let again = poll_stream_once(&mut spawn(listeners), &notify);
+    assert!(
+        matches!(again, Ok(Async::Ready(None))),
+        "polled again: {:?}",
+        again
+    );
 }
 
 #[test]

@@ -7,12 +7,17 @@ mod support;
 mod tokio1_support;
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::io::{self, Read};
 use std::net::{self, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use futures_core::Stream;
 use log::Level;
 use tk_listen::tokio1::{BindMany, ListenExt};
 use tokio::io::AsyncWriteExt;
@@ -21,7 +26,10 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
 use support::{free_addrs, logs};
-use tokio1_support::{assert_refused, connect, read_reply, Flavour, FLAVOURS, GENEROUS};
+use tokio1_support::{
+    assert_refused, connect, poll_stream_once, read_reply, CountingNotify, Flavour, FLAVOURS,
+    GENEROUS,
+};
 
 /// How a [`BindServer`] runs.
 #[derive(Clone, Copy)]
@@ -343,6 +351,68 @@ fn the_stream_ends_when_the_address_stream_ends_and_its_listeners_close() {
         server.release();
         assert_eq!(read_reply(held).expect("held client"), b"hello\n");
         server.wait_done();
+    }
+}
+
+/// A panic of the address stream comes out of `poll_next`, where the code
+/// polling the stream can catch it, instead of being lost with the address
+/// task and leaving the stream pending for ever; the listeners are closed,
+/// and the stream has ended.
+#[test]
+fn a_panic_of_the_address_stream_comes_out_of_the_streams_poll_next() {
+    for flavour in FLAVOURS {
+        flavour.runtime().block_on(async {
+            let (reload, lists) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
+            let addresses = UnboundedReceiverStream::new(lists).map(|list| {
+                if list.is_empty() {
+                    panic!("the address stream broke");
+                }
+                list
+            });
+            let mut listeners = BindMany::new(addresses);
+            let [addr] = free_addrs();
+            reload.send(vec![addr]).unwrap();
+            // Woken by the address task once the list is applied.
+            let bound = poll_fn(|cx| {
+                let polled = Pin::new(&mut listeners).poll_next(cx);
+                assert!(polled.is_pending(), "{:?}: nothing to accept", flavour);
+                if listeners.local_addrs().is_empty() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            });
+            tokio::time::timeout(GENEROUS, bound)
+                .await
+                .expect("the address is bound");
+
+            reload.send(Vec::new()).unwrap();
+            let polled = poll_fn(|cx| {
+                let poll_next = || Pin::new(&mut listeners).poll_next(cx);
+                match panic::catch_unwind(AssertUnwindSafe(poll_next)) {
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Ok(Poll::Ready(item)) => Poll::Ready(Ok(item.map(|_| ()))),
+                    Err(payload) => Poll::Ready(Err(payload)),
+                }
+            });
+            let payload = tokio::time::timeout(GENEROUS, polled)
+                .await
+                .unwrap_or_else(|_| panic!("{:?}: BindMany hung after the panic", flavour))
+                .expect_err("poll_next did not panic");
+            assert_eq!(
+                payload.downcast_ref::<&str>(),
+                Some(&"the address stream broke")
+            );
+            assert_refused(addr);
+            let (_, waker) = CountingNotify::waker();
+            let again = poll_stream_once(&mut listeners, &waker);
+            assert!(
+                matches!(again, Poll::Ready(None)),
+                "{:?}: polled again: {:?}",
+                flavour,
+                again
+            );
+        });
     }
 }
 
