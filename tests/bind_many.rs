@@ -393,18 +393,16 @@ fn a_panic_of_the_address_stream_comes_out_of_the_streams_poll() {
 
     reload.unbounded_send(Vec::new()).unwrap();
     let polled = future::poll_fn(|| listeners.poll()).map(|_| ());
+    // The timer is polled first: a stream polled only because the timer
+    // woke the task still fails.
     let timeout = Timeout::new(GENEROUS, &core.handle()).unwrap();
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        core.run(
-            std::panic::AssertUnwindSafe(polled)
-                .catch_unwind()
-                .select2(timeout),
-        )
+        core.run(timeout.select2(std::panic::AssertUnwindSafe(polled).catch_unwind()))
     }));
     let payload = match run {
         Err(_) => panic!("the panic came out of the event loop, not out of BindMany's poll"),
-        Ok(Err(future::Either::A((payload, _)))) => payload,
-        Ok(Ok(future::Either::A((polled, _)))) => {
+        Ok(Err(future::Either::B((payload, _)))) => payload,
+        Ok(Ok(future::Either::B((polled, _)))) => {
             panic!("BindMany's poll did not panic: {:?}", polled)
         }
         Ok(_) => panic!("BindMany's poll did not panic in time"),
