@@ -195,11 +195,13 @@ fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// The levels of the captured lines that name `addr` as a word.
-fn logged_levels_about(addr: SocketAddr) -> Vec<Level> {
+/// The levels of the lines captured after `mark` that name `addr` as a
+/// word (an earlier test may have logged about the same port).
+fn logged_levels_about(mark: usize, addr: SocketAddr) -> Vec<Level> {
     let addr = addr.to_string();
     let trim: &[char] = &[':', '(', ')', ';', ','];
     logs::lines()
+        .split_off(mark)
         .into_iter()
         .filter(|(_, line)| {
             line.split_whitespace()
@@ -234,6 +236,7 @@ fn a_removed_address_refuses_new_clients_but_keeps_its_accepted_connections() {
 #[test]
 fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
     logs::capture();
+    let mark = logs::mark();
     let interval = Duration::from_millis(100);
     let mut server = BindServer::start(Options {
         retry_interval: interval,
@@ -253,7 +256,7 @@ fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
     assert_eq!(server.current(), vec![other]);
     greet(other).expect("the other address still serves");
 
-    let levels = logged_levels_about(blocked);
+    let levels = logged_levels_about(mark, blocked);
     // Every retry so far happened in this window.
     let window = sent.elapsed();
     assert_eq!(
@@ -282,7 +285,7 @@ fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
         took
     );
     greet(blocked).expect("the freed address serves");
-    let levels = logged_levels_about(blocked);
+    let levels = logged_levels_about(mark, blocked);
     assert_eq!(
         count(&levels, Level::Error),
         1,
@@ -551,6 +554,7 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
     let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
     let (release, released) = futures::sync::oneshot::channel::<()>();
     let (accepted_tx, accepted) = std_mpsc::channel();
+    let mark = logs::mark();
     reload.unbounded_send(vec![removed]).unwrap();
     let server = thread::spawn(move || {
         let mut core = Core::new().expect("event loop");
@@ -569,15 +573,16 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
             .listen(1);
         core.run(server)
     });
-    logs::wait_logged(&format!("listening on {}", removed));
+    logs::wait_listening(mark, removed);
     let held = thread::spawn(move || read_reply(connect(removed)));
     accepted
         .recv_timeout(GENEROUS)
         .expect("first client accepted");
 
     // The only slot is taken: nothing polls the accept side now.
+    let mark = logs::mark();
     reload.unbounded_send(vec![added]).unwrap();
-    logs::wait_logged(&format!("listening on {}", added));
+    logs::wait_listening(mark, added);
     assert_refused(removed);
     // The handshake completes in the kernel: the client waits in the backlog.
     let waiting = connect(added);

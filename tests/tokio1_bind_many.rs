@@ -134,12 +134,6 @@ impl BindServer {
     }
 }
 
-/// Waits until `addr` was bound (its `listening on` line was logged after
-/// `mark`).
-fn wait_listening(mark: usize, addr: SocketAddr) {
-    logs::wait_logged_since(mark, &format!("listening on {} ", addr));
-}
-
 /// Connects, reads the server's reply, and says on which address it was.
 fn hello(server: &BindServer, addr: SocketAddr) {
     let reply = read_reply(connect(addr)).expect("served");
@@ -153,10 +147,10 @@ fn an_added_address_is_served_along_with_the_first() {
         let server = BindServer::start(flavour, Options::default());
         let [first, second] = free_addrs();
         let mark = server.send(&[first]);
-        wait_listening(mark, first);
+        logs::wait_listening(mark, first);
         hello(&server, first);
         let mark = server.send(&[first, second]);
-        wait_listening(mark, second);
+        logs::wait_listening(mark, second);
         hello(&server, second);
         hello(&server, first);
     }
@@ -168,8 +162,8 @@ fn a_removed_address_refuses_new_clients_and_the_others_keep_serving() {
         let server = BindServer::start(flavour, Options::default());
         let [kept, removed] = free_addrs();
         let mark = server.send(&[kept, removed]);
-        wait_listening(mark, kept);
-        wait_listening(mark, removed);
+        logs::wait_listening(mark, kept);
+        logs::wait_listening(mark, removed);
         hello(&server, removed);
         let mark = server.send(&[kept]);
         logs::wait_logged_since(mark, &format!("stopped listening on {} ", removed));
@@ -227,8 +221,8 @@ fn two_flooded_listeners_each_get_a_fair_share_of_the_accepts() {
         );
         let [first, second] = free_addrs();
         let mark = server.send(&[first, second]);
-        wait_listening(mark, first);
-        wait_listening(mark, second);
+        logs::wait_listening(mark, first);
+        logs::wait_listening(mark, second);
 
         let flood = Duration::from_secs(2);
         let start = Instant::now();
@@ -292,14 +286,14 @@ fn a_reload_takes_effect_while_the_only_connection_slot_is_taken() {
         );
         let [removed, added] = free_addrs();
         let mark = server.send(&[removed]);
-        wait_listening(mark, removed);
+        logs::wait_listening(mark, removed);
         let held = connect(removed);
         assert_eq!(server.next_accepted(), removed);
 
         // The only slot is taken: nothing polls the accept side now.
         let reloaded = Instant::now();
         let mark = server.send(&[added]);
-        wait_listening(mark, added);
+        logs::wait_listening(mark, added);
         assert_refused(removed);
         let applied = reloaded.elapsed();
         println!("{:?}: reload applied and checked in {:?}", flavour, applied);
@@ -335,7 +329,7 @@ fn the_stream_ends_when_the_address_stream_ends_and_its_listeners_close() {
         );
         let [addr] = free_addrs();
         let mark = server.send(&[addr]);
-        wait_listening(mark, addr);
+        logs::wait_listening(mark, addr);
         let held = connect(addr);
         assert_eq!(server.next_accepted(), addr);
 
