@@ -128,6 +128,23 @@ fn a_connection_watched_after_the_drain_began_is_told_at_its_first_poll() {
     assert_eq!(told.get(), 1);
 }
 
+#[test]
+fn debug_says_whether_the_drain_began_and_the_connection_was_told() {
+    let drain = Drain::new(future::empty::<(), ()>());
+    let conn = drain.watch(future::ok::<u8, ()>(1), |_| {});
+    assert_eq!(format!("{:?}", drain), "Drain { draining: false, .. }");
+    assert_eq!(
+        format!("{:?}", conn),
+        "Watch { conn: FutureResult { inner: Some(Ok(1)) }, told: false }"
+    );
+    drain.begin();
+    let mut conn = spawn(conn);
+    let (_, notify) = CountingNotify::handle();
+    assert_eq!(poll_future_once(&mut conn, &notify), Ok(Async::Ready(1)));
+    assert_eq!(format!("{:?}", drain), "Drain { draining: true, .. }");
+    assert!(format!("{:?}", conn.get_ref()).ends_with("told: true }"));
+}
+
 /// A connection polled by another task than before (moved, as a
 /// hand-written select may do) has the drain wake the task that polled it
 /// last.

@@ -5,6 +5,7 @@
 //! (`tokio1.rs`) hold a [`DrainParts`] or a [`WatchParts`] and only poll
 //! their signal or connection, naming their task through [`Current`].
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Waker};
@@ -290,6 +291,15 @@ impl<S, T> Clone for DrainParts<S, T> {
     }
 }
 
+impl<S, T> fmt::Debug for DrainParts<S, T> {
+    /// The `Debug` of a `Drain` of either stack.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a watched connection (`Watch`) of either stack holds besides the
 /// connection: the `on_drain` call it owes it, and its place among the
 /// waiters.
@@ -318,9 +328,16 @@ impl<F, T> WatchParts<F, T> {
         None
     }
 
-    /// Was the connection told?
-    pub(crate) fn told(&self) -> bool {
-        self.on_drain.is_none()
+    /// The `Debug` of a `Watch` of either stack around `conn`.
+    pub(crate) fn fmt_watch(
+        &self,
+        conn: &dyn fmt::Debug,
+        f: &mut fmt::Formatter<'_>,
+    ) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("conn", conn)
+            .field("told", &self.on_drain.is_none())
+            .finish()
     }
 }
 

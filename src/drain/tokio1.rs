@@ -210,9 +210,7 @@ impl Future for Drain {
 
 impl fmt::Debug for Drain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Drain")
-            .field("draining", &self.is_draining())
-            .finish_non_exhaustive()
+        self.parts.fmt(f)
     }
 }
 
@@ -259,9 +257,6 @@ where
 
 impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watch")
-            .field("conn", &self.conn)
-            .field("told", &self.parts.told())
-            .finish()
+        self.parts.fmt_watch(&self.conn, f)
     }
 }
