@@ -20,7 +20,10 @@ use tokio_core::net::TcpStream;
 use tokio_core::reactor::{Core, Handle, Timeout};
 use tokio_io::AsyncRead;
 
-use support::{assert_refused, connect, free_addrs, logs, read_reply, wait_until_bound, GENEROUS};
+use support::{
+    assert_refused, connect, free_addrs, logs, poll_stream_once, read_reply, spawn,
+    wait_until_bound, CountingNotify, GENEROUS,
+};
 
 /// The address lists a test sends; `Err(())` makes the address stream fail.
 type Reload = mpsc::UnboundedSender<Result<Vec<SocketAddr>, ()>>;
@@ -192,11 +195,13 @@ fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// The levels of the captured lines that name `addr` as a word.
-fn logged_levels_about(addr: SocketAddr) -> Vec<Level> {
+/// The levels of the lines captured after `mark` that name `addr` as a
+/// word (an earlier test may have logged about the same port).
+fn logged_levels_about(mark: usize, addr: SocketAddr) -> Vec<Level> {
     let addr = addr.to_string();
     let trim: &[char] = &[':', '(', ')', ';', ','];
     logs::lines()
+        .split_off(mark)
         .into_iter()
         .filter(|(_, line)| {
             line.split_whitespace()
@@ -231,6 +236,7 @@ fn a_removed_address_refuses_new_clients_but_keeps_its_accepted_connections() {
 #[test]
 fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
     logs::capture();
+    let mark = logs::mark();
     let interval = Duration::from_millis(100);
     let mut server = BindServer::start(Options {
         retry_interval: interval,
@@ -250,7 +256,7 @@ fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
     assert_eq!(server.current(), vec![other]);
     greet(other).expect("the other address still serves");
 
-    let levels = logged_levels_about(blocked);
+    let levels = logged_levels_about(mark, blocked);
     // Every retry so far happened in this window.
     let window = sent.elapsed();
     assert_eq!(
@@ -279,7 +285,7 @@ fn a_port_in_use_is_retried_at_the_interval_and_served_once_freed() {
         took
     );
     greet(blocked).expect("the freed address serves");
-    let levels = logged_levels_about(blocked);
+    let levels = logged_levels_about(mark, blocked);
     assert_eq!(
         count(&levels, Level::Error),
         1,
@@ -369,6 +375,53 @@ fn the_end_of_the_address_stream_ends_the_stream_and_closes_the_listeners() {
 #[test]
 fn a_failing_address_stream_ends_the_stream_and_closes_the_listeners() {
     check_the_address_stream_ending(|server| server.fail_address_stream());
+}
+
+/// A panic of the address stream comes out of `BindMany`'s `poll`, where
+/// the code polling it can catch it, not out of the event loop (which runs
+/// the address task); the listeners are closed, and the stream has ended.
+#[test]
+fn a_panic_of_the_address_stream_comes_out_of_the_streams_poll() {
+    let mut core = Core::new().expect("event loop");
+    let (reload, lists) = mpsc::unbounded::<Vec<SocketAddr>>();
+    let addresses = lists.map(|list| {
+        if list.is_empty() {
+            panic!("the address stream broke");
+        }
+        list
+    });
+    let mut listeners = BindMany::new(addresses, &core.handle());
+    reload.unbounded_send(vec![any_port()]).unwrap();
+    let addr = wait_until_bound(&mut core, &mut listeners, 1)[0];
+
+    reload.unbounded_send(Vec::new()).unwrap();
+    let polled = future::poll_fn(|| listeners.poll()).map(|_| ());
+    // The timer is polled first: a stream polled only because the timer
+    // woke the task still fails.
+    let timeout = Timeout::new(GENEROUS, &core.handle()).unwrap();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        core.run(timeout.select2(std::panic::AssertUnwindSafe(polled).catch_unwind()))
+    }));
+    let payload = match run {
+        Err(_) => panic!("the panic came out of the event loop, not out of BindMany's poll"),
+        Ok(Err(future::Either::B((payload, _)))) => payload,
+        Ok(Ok(future::Either::B((polled, _)))) => {
+            panic!("BindMany's poll did not panic: {:?}", polled)
+        }
+        Ok(_) => panic!("BindMany's poll did not panic in time"),
+    };
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"the address stream broke")
+    );
+    assert_refused(addr);
+    let (_, notify) = CountingNotify::handle();
+    let again = poll_stream_once(&mut spawn(listeners), &notify);
+    assert!(
+        matches!(again, Ok(Async::Ready(None))),
+        "polled again: {:?}",
+        again
+    );
 }
 
 #[test]
@@ -501,6 +554,7 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
     let (reload, addresses) = mpsc::unbounded::<Vec<SocketAddr>>();
     let (release, released) = futures::sync::oneshot::channel::<()>();
     let (accepted_tx, accepted) = std_mpsc::channel();
+    let mark = logs::mark();
     reload.unbounded_send(vec![removed]).unwrap();
     let server = thread::spawn(move || {
         let mut core = Core::new().expect("event loop");
@@ -519,15 +573,16 @@ fn a_reload_takes_effect_while_every_connection_slot_is_taken() {
             .listen(1);
         core.run(server)
     });
-    logs::wait_logged(&format!("listening on {}", removed));
+    logs::wait_listening(mark, removed);
     let held = thread::spawn(move || read_reply(connect(removed)));
     accepted
         .recv_timeout(GENEROUS)
         .expect("first client accepted");
 
     // The only slot is taken: nothing polls the accept side now.
+    let mark = logs::mark();
     reload.unbounded_send(vec![added]).unwrap();
-    logs::wait_logged(&format!("listening on {}", added));
+    logs::wait_listening(mark, added);
     assert_refused(removed);
     // The handshake completes in the kernel: the client waits in the backlog.
     let waiting = connect(added);

@@ -129,6 +129,45 @@ fn a_connection_watched_after_the_drain_began_is_told_at_its_first_poll() {
 }
 
 #[test]
+fn debug_says_whether_the_drain_began_and_the_connection_was_told() {
+    let drain = Drain::new(future::empty::<(), ()>());
+    let conn = drain.watch(future::ok::<u8, ()>(1), |_| {});
+    assert_eq!(format!("{:?}", drain), "Drain { draining: false, .. }");
+    assert_eq!(
+        format!("{:?}", conn),
+        "Watch { conn: FutureResult { inner: Some(Ok(1)) }, told: false }"
+    );
+    drain.begin();
+    let mut conn = spawn(conn);
+    let (_, notify) = CountingNotify::handle();
+    assert_eq!(poll_future_once(&mut conn, &notify), Ok(Async::Ready(1)));
+    assert_eq!(format!("{:?}", drain), "Drain { draining: true, .. }");
+    assert!(format!("{:?}", conn.get_ref()).ends_with("told: true }"));
+}
+
+/// A connection polled by another task than before (moved, as a
+/// hand-written select may do) has the drain wake the task that polled it
+/// last.
+#[test]
+fn the_drain_wakes_the_task_that_polled_a_connection_last() {
+    let drain = Drain::new(future::empty::<(), ()>());
+    let mut conn = spawn(drain.watch(future::empty::<(), ()>(), |_| {}));
+    let (first, first_notify) = CountingNotify::handle();
+    let (second, second_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut conn, &first_notify),
+        Ok(Async::NotReady)
+    );
+    assert_eq!(
+        poll_future_once(&mut conn, &second_notify),
+        Ok(Async::NotReady)
+    );
+    drain.begin();
+    assert_eq!(second.count(), 1, "the last task is woken");
+    assert_eq!(first.count(), 0, "the task before it is not");
+}
+
+#[test]
 fn each_connection_is_told_once() {
     let drain = Drain::new(future::empty::<(), ()>());
     let told = Rc::new(Cell::new(0));

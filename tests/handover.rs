@@ -332,6 +332,43 @@ fn the_http_example_drains_and_exits_zero_on_sigterm() {
     support::assert_refused(addr);
 }
 
+/// A `SIGTERM` while a handover runs (its successor started, not ready
+/// yet) cancels it: the successor is killed and reaped, and the old process
+/// drains and exits 0 long before the ready timeout (a minute) would have
+/// ended the handover.
+#[test]
+fn a_sigterm_during_a_handover_kills_the_successor_before_the_server_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("server");
+    std::fs::copy(current_exe(), &exe).unwrap();
+    let mut old = ChildServer::start(&exe, 4, 60_000);
+    let pid_file = dir.path().join("successor.pid");
+    // The pid is written whole (renamed into place), then the successor
+    // hangs without reporting ready.
+    deploy(
+        &exe,
+        &format!(
+            "#!/bin/sh\necho $$ > {0}.new\nmv {0}.new {0}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    );
+    old.hup();
+    wait_for(|| pid_file.exists(), "the successor started");
+    let successor: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal("TERM", old.pid());
+    assert!(old.exits_successfully(), "the old process exits 0");
+    assert!(
+        !Path::new(&format!("/proc/{}", successor)).exists(),
+        "the successor {} of the cancelled handover still exists",
+        successor
+    );
+    old.wait_log("handover cancelled by the shutdown");
+}
+
 /// While a handover runs, another request resolves at once to `Busy`
 /// (futures 0.1); the first one ends with `NotReady` after its timeout, its
 /// successor killed and reaped.

@@ -7,12 +7,17 @@ mod support;
 mod tokio1_support;
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::io::{self, Read};
 use std::net::{self, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use futures_core::Stream;
 use log::Level;
 use tk_listen::tokio1::{BindMany, ListenExt};
 use tokio::io::AsyncWriteExt;
@@ -21,7 +26,10 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
 use support::{free_addrs, logs};
-use tokio1_support::{assert_refused, connect, read_reply, Flavour, FLAVOURS, GENEROUS};
+use tokio1_support::{
+    assert_refused, connect, poll_stream_once, read_reply, CountingNotify, Flavour, FLAVOURS,
+    GENEROUS,
+};
 
 /// How a [`BindServer`] runs.
 #[derive(Clone, Copy)]
@@ -126,12 +134,6 @@ impl BindServer {
     }
 }
 
-/// Waits until `addr` was bound (its `listening on` line was logged after
-/// `mark`).
-fn wait_listening(mark: usize, addr: SocketAddr) {
-    logs::wait_logged_since(mark, &format!("listening on {} ", addr));
-}
-
 /// Connects, reads the server's reply, and says on which address it was.
 fn hello(server: &BindServer, addr: SocketAddr) {
     let reply = read_reply(connect(addr)).expect("served");
@@ -145,10 +147,10 @@ fn an_added_address_is_served_along_with_the_first() {
         let server = BindServer::start(flavour, Options::default());
         let [first, second] = free_addrs();
         let mark = server.send(&[first]);
-        wait_listening(mark, first);
+        logs::wait_listening(mark, first);
         hello(&server, first);
         let mark = server.send(&[first, second]);
-        wait_listening(mark, second);
+        logs::wait_listening(mark, second);
         hello(&server, second);
         hello(&server, first);
     }
@@ -160,8 +162,8 @@ fn a_removed_address_refuses_new_clients_and_the_others_keep_serving() {
         let server = BindServer::start(flavour, Options::default());
         let [kept, removed] = free_addrs();
         let mark = server.send(&[kept, removed]);
-        wait_listening(mark, kept);
-        wait_listening(mark, removed);
+        logs::wait_listening(mark, kept);
+        logs::wait_listening(mark, removed);
         hello(&server, removed);
         let mark = server.send(&[kept]);
         logs::wait_logged_since(mark, &format!("stopped listening on {} ", removed));
@@ -219,8 +221,8 @@ fn two_flooded_listeners_each_get_a_fair_share_of_the_accepts() {
         );
         let [first, second] = free_addrs();
         let mark = server.send(&[first, second]);
-        wait_listening(mark, first);
-        wait_listening(mark, second);
+        logs::wait_listening(mark, first);
+        logs::wait_listening(mark, second);
 
         let flood = Duration::from_secs(2);
         let start = Instant::now();
@@ -284,14 +286,14 @@ fn a_reload_takes_effect_while_the_only_connection_slot_is_taken() {
         );
         let [removed, added] = free_addrs();
         let mark = server.send(&[removed]);
-        wait_listening(mark, removed);
+        logs::wait_listening(mark, removed);
         let held = connect(removed);
         assert_eq!(server.next_accepted(), removed);
 
         // The only slot is taken: nothing polls the accept side now.
         let reloaded = Instant::now();
         let mark = server.send(&[added]);
-        wait_listening(mark, added);
+        logs::wait_listening(mark, added);
         assert_refused(removed);
         let applied = reloaded.elapsed();
         println!("{:?}: reload applied and checked in {:?}", flavour, applied);
@@ -327,7 +329,7 @@ fn the_stream_ends_when_the_address_stream_ends_and_its_listeners_close() {
         );
         let [addr] = free_addrs();
         let mark = server.send(&[addr]);
-        wait_listening(mark, addr);
+        logs::wait_listening(mark, addr);
         let held = connect(addr);
         assert_eq!(server.next_accepted(), addr);
 
@@ -343,6 +345,73 @@ fn the_stream_ends_when_the_address_stream_ends_and_its_listeners_close() {
         server.release();
         assert_eq!(read_reply(held).expect("held client"), b"hello\n");
         server.wait_done();
+    }
+}
+
+/// A panic of the address stream comes out of `poll_next`, where the code
+/// polling the stream can catch it, instead of being lost with the address
+/// task and leaving the stream pending for ever; the listeners are closed,
+/// and the stream has ended.
+#[test]
+fn a_panic_of_the_address_stream_comes_out_of_the_streams_poll_next() {
+    for flavour in FLAVOURS {
+        flavour.runtime().block_on(async {
+            let (reload, lists) = mpsc::unbounded_channel::<Vec<SocketAddr>>();
+            let addresses = UnboundedReceiverStream::new(lists).map(|list| {
+                if list.is_empty() {
+                    panic!("the address stream broke");
+                }
+                list
+            });
+            let mut listeners = BindMany::new(addresses);
+            let [addr] = free_addrs();
+            reload.send(vec![addr]).unwrap();
+            // Woken by the address task once the list is applied.
+            let bound = poll_fn(|cx| {
+                let polled = Pin::new(&mut listeners).poll_next(cx);
+                assert!(polled.is_pending(), "{:?}: nothing to accept", flavour);
+                if listeners.local_addrs().is_empty() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            });
+            tokio::time::timeout(GENEROUS, bound)
+                .await
+                .expect("the address is bound");
+
+            reload.send(Vec::new()).unwrap();
+            let polled = poll_fn(|cx| {
+                let poll_next = || Pin::new(&mut listeners).poll_next(cx);
+                match panic::catch_unwind(AssertUnwindSafe(poll_next)) {
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Ok(Poll::Ready(item)) => Poll::Ready(Ok(item.map(|_| ()))),
+                    Err(payload) => Poll::Ready(Err(payload)),
+                }
+            });
+            // The timer is polled first: a stream polled only because the
+            // timer woke the task still fails.
+            let payload = tokio::select! {
+                biased;
+                _ = tokio::time::sleep(GENEROUS) => {
+                    panic!("{:?}: BindMany hung after the panic", flavour)
+                }
+                polled = polled => polled.expect_err("poll_next did not panic"),
+            };
+            assert_eq!(
+                payload.downcast_ref::<&str>(),
+                Some(&"the address stream broke")
+            );
+            assert_refused(addr);
+            let (_, waker) = CountingNotify::waker();
+            let again = poll_stream_once(&mut listeners, &waker);
+            assert!(
+                matches!(again, Poll::Ready(None)),
+                "{:?}: polled again: {:?}",
+                flavour,
+                again
+            );
+        });
     }
 }
 

@@ -21,7 +21,9 @@ use tk_listen::tokio1::{Drain, ListenExt};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 
-use tokio1_support::{init_logging, run, stream_fn, Flavour, Server, FLAVOURS, GENEROUS};
+use tokio1_support::{
+    init_logging, poll_once, run, stream_fn, CountingNotify, Flavour, Server, FLAVOURS, GENEROUS,
+};
 
 /// A connection that runs until told to stop; says when it was first
 /// polled.
@@ -141,6 +143,21 @@ fn idle_connections_learn_of_the_drain_on_a_full_server() {
     for flavour in FLAVOURS {
         drains(flavour, 3, 3, true);
     }
+}
+
+/// A connection polled by another task than before (moved, as `select!`
+/// or a hand-off may do) has the drain wake the task that polled it last.
+#[test]
+fn the_drain_wakes_the_task_that_polled_a_connection_last() {
+    let drain = Drain::new(std::future::pending::<()>());
+    let mut conn = drain.watch(std::future::pending::<()>(), |_: Pin<&mut _>| {});
+    let (first, first_waker) = CountingNotify::waker();
+    let (second, second_waker) = CountingNotify::waker();
+    assert!(poll_once(&mut conn, &first_waker).is_pending());
+    assert!(poll_once(&mut conn, &second_waker).is_pending());
+    drain.begin();
+    assert_eq!(second.count(), 1, "the last task is woken");
+    assert_eq!(first.count(), 0, "the task before it is not");
 }
 
 #[test]

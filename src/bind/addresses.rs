@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use futures::task::{self, Task};
 use futures::{Async, Future, Poll, Stream};
-use log::{error, info};
+use log::error;
 use tokio_core::net::TcpListener;
 use tokio_core::reactor::{Handle, Timeout};
 
-use super::set::{AddressSet, Bound, Source};
+use super::set::{catch_panic, AddressSet, Bound, End, Source};
 use super::Shared;
 use crate::limits::POLL_BUDGET;
 
@@ -48,7 +48,7 @@ where
             return Ok(Async::Ready(())); // the `BindMany` was dropped
         };
         let mut shared = shared.borrow_mut();
-        if shared.ended || shared.addresses.is_none() {
+        if shared.set.has_ended() || shared.addresses.is_none() {
             return Ok(Async::Ready(()));
         }
         if !shared
@@ -68,15 +68,16 @@ where
                 });
             changed = true;
         }
-        if !shared.ended {
+        let ended = shared.set.has_ended();
+        if !ended {
             changed |= self.retry_due_binds(&mut shared.set);
         }
-        if changed || shared.ended {
+        if changed || ended {
             if let Some(accept_task) = &shared.accept_task {
                 accept_task.notify();
             }
         }
-        if shared.ended {
+        if ended {
             return Ok(Async::Ready(()));
         }
         Ok(Async::NotReady)
@@ -89,37 +90,28 @@ where
     S::Item: IntoIterator<Item = SocketAddr>,
 {
     /// Takes every list the address stream has ready and returns the last
-    /// one; ends the set if the address stream ended or failed.
+    /// one; ends the set if the address stream ended, failed or panicked.
     fn poll_addresses(&mut self) -> Option<S::Item> {
         let addresses = self.addresses.as_mut()?;
         let mut latest = None;
         for _ in 0..POLL_BUDGET {
-            match addresses.poll() {
-                Ok(Async::Ready(Some(addresses))) => latest = Some(addresses),
-                Ok(Async::NotReady) => return latest,
-                Ok(Async::Ready(None)) => {
-                    info!("address stream ended; closing all listeners");
-                    self.end();
-                    return None;
+            let end = match catch_panic(|| addresses.poll()) {
+                Ok(Ok(Async::Ready(Some(addresses)))) => {
+                    latest = Some(addresses);
+                    continue;
                 }
-                Err(_) => {
-                    error!("address stream failed; closing all listeners");
-                    self.end();
-                    return None;
-                }
-            }
+                Ok(Ok(Async::NotReady)) => return latest,
+                Ok(Ok(Async::Ready(None))) => End::Ended,
+                Ok(Err(_)) => End::Failed,
+                Err(panicked) => panicked,
+            };
+            self.set.end(end);
+            return None;
         }
         // Lists keep coming: apply the latest, and come back for the rest
         // after the other tasks had their turn.
         task::current().notify();
         latest
-    }
-}
-
-impl<S> Shared<S> {
-    fn end(&mut self) {
-        self.ended = true;
-        self.set.clear();
     }
 }
 

@@ -101,6 +101,14 @@ pub(crate) use self::set::{Keep, Source};
 /// * If a retry timer fails (its event loop is gone), that is logged at
 ///   `error` and the bind is tried again at once.
 ///
+/// # Panics
+///
+/// If polling the address stream panics, every listening socket is closed
+/// (logged at `error`) and the panic comes out of this stream's `poll`, as
+/// the panic of a stream comes out of any adapter that polls it: the code
+/// that polls this stream can catch it, and the event loop, on which the
+/// address task runs, goes on. Polled again, the stream has ended.
+///
 /// # Fairness
 ///
 /// Each poll starts with the listener after the one that produced the
@@ -158,8 +166,6 @@ pub struct BindMany<S> {
 struct Shared<S> {
     /// `None` only inside [`BindMany::into_inner`].
     addresses: Option<S>,
-    /// The address stream ended or failed: every listener is closed.
-    ended: bool,
     /// The listeners, the retry schedule and whose turn it is.
     set: AddressSet<TcpListener>,
     /// The task that polls this stream, woken when listeners change.
@@ -195,7 +201,6 @@ impl<S> BindMany<S> {
         BindMany {
             shared: Rc::new(RefCell::new(Shared {
                 addresses: Some(addresses),
-                ended: false,
                 set: AddressSet::new(),
                 accept_task: None,
                 address_task: None,
@@ -362,7 +367,7 @@ where
                 .spawn(addresses::task(&self.shared, &self.handle));
         }
         let mut shared = self.shared.borrow_mut();
-        if shared.ended {
+        if shared.set.poll_ended() {
             return Ok(Async::Ready(None));
         }
         if !shared
@@ -390,7 +395,7 @@ impl<S> fmt::Debug for BindMany<S> {
         f.debug_struct("BindMany")
             .field("listeners", &shared.set)
             .field("retry_interval", &shared.set.retry_interval())
-            .field("ended", &shared.ended)
+            .field("ended", &shared.set.has_ended())
             .finish_non_exhaustive()
     }
 }

@@ -10,11 +10,13 @@
 //! their sockets instead: the set hands it to the bind function and keeps
 //! what the source keeps of each socket as long as its address listens.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info};
@@ -32,6 +34,20 @@ pub(super) struct AddressSet<L> {
     streak: usize,
     /// Where the sockets come from, if not from the adapter's own bind.
     source: Option<Box<dyn Source>>,
+    /// The address stream ended, failed or panicked: every listener is
+    /// closed, and the accept side ends.
+    ended: bool,
+    /// The panic of the address stream, until the accept side raises it.
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+/// Why the address stream gives no more lists.
+pub(super) enum End {
+    Ended,
+    /// It failed (futures 0.1 streams have errors).
+    Failed,
+    /// Polling it panicked, with this payload.
+    Panicked(Box<dyn Any + Send>),
 }
 
 /// Gives the addresses of a set their listening sockets instead of the
@@ -91,6 +107,8 @@ impl<L> AddressSet<L> {
             next: 0,
             streak: 0,
             source: None,
+            ended: false,
+            panic: None,
         }
     }
 
@@ -192,9 +210,43 @@ impl<L> AddressSet<L> {
             .min()
     }
 
+    /// The address stream gives no more lists (`why`, logged): closes
+    /// every listener, and keeps the panic, if it panicked, for
+    /// [`poll_ended`](AddressSet::poll_ended) to raise again.
+    pub(super) fn end(&mut self, why: End) {
+        match why {
+            End::Ended => info!("address stream ended; closing all listeners"),
+            End::Failed => error!("address stream failed; closing all listeners"),
+            End::Panicked(panic) => {
+                error!("address stream panicked; closing all listeners");
+                self.panic = Some(panic);
+            }
+        }
+        self.ended = true;
+        self.clear();
+    }
+
+    /// Has the address stream ended (or failed, or panicked)?
+    pub(super) fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The accept side's check before each poll: whether the stream ends.
+    /// If the address stream panicked, its panic is raised again here,
+    /// once: out of the `BindMany`'s poll, as any stream adapter lets the
+    /// panic of the stream it polls through (the address stream is polled
+    /// on a task of its own, where the panic would be lost, or end the
+    /// event loop). Polled after that, the stream has ended.
+    pub(super) fn poll_ended(&mut self) -> bool {
+        if let Some(panic) = self.panic.take() {
+            panic::resume_unwind(panic);
+        }
+        self.ended
+    }
+
     /// Closes every listener and empties the set (the source, if any,
     /// hears it as an applied list).
-    pub(super) fn clear(&mut self) {
+    fn clear(&mut self) {
         for entry in mem::take(&mut self.entries) {
             entry.close();
         }
@@ -243,6 +295,13 @@ impl<L> AddressSet<L> {
     pub(super) fn set_source(&mut self, source: Box<dyn Source>) {
         self.source = Some(source);
     }
+}
+
+/// Polls the address stream with `poll`, catching its panic for
+/// [`AddressSet::end`]. Unwind safety: a stream that panicked is never
+/// polled again (the set has ended).
+pub(super) fn catch_panic<T>(poll: impl FnOnce() -> T) -> Result<T, End> {
+    panic::catch_unwind(AssertUnwindSafe(poll)).map_err(End::Panicked)
 }
 
 /// The accept side had its share: it should let the other tasks run.

@@ -12,13 +12,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_core::Stream;
-use log::info;
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tokio::time::Sleep;
 
-use super::set::{AddressSet, Bound, Source, Yield};
+use super::set::{catch_panic, AddressSet, Bound, End, Source, Yield};
 use crate::limits::POLL_BUDGET;
 use crate::tokio1::{bind_with_backlog, DEFAULT_BACKLOG};
 
@@ -59,6 +58,10 @@ use crate::tokio1::{bind_with_backlog, DEFAULT_BACKLOG};
 ///
 /// Polling it outside a tokio runtime with I/O and time enabled panics
 /// (spawning the task, binding and the retry timer need them).
+///
+/// A panic of the address stream comes out of `poll_next`, as on the
+/// futures 0.1 side (see [its docs](crate::BindMany#panics)): the address
+/// task catches it, closes every listening socket and hands it over.
 ///
 /// # Examples
 ///
@@ -108,8 +111,6 @@ struct Shared {
     /// The listeners, the retry schedule and whose turn it is.
     set: AddressSet<TcpListener>,
     backlog: u32,
-    /// The address stream ended: every listener is closed.
-    ended: bool,
     /// The task that polls this stream, woken when listeners change.
     accept_waker: Option<Waker>,
 }
@@ -137,7 +138,6 @@ impl<S> BindMany<S> {
             shared: Arc::new(Mutex::new(Shared {
                 set: AddressSet::new(),
                 backlog: DEFAULT_BACKLOG,
-                ended: false,
                 accept_waker: None,
             })),
             addresses: Some(addresses),
@@ -282,7 +282,7 @@ where
             this.task = Some(tokio::spawn(task).abort_handle());
         }
         let mut shared = this.shared.lock();
-        if shared.ended {
+        if shared.set.poll_ended() {
             return Poll::Ready(None);
         }
         if !shared
@@ -316,7 +316,7 @@ impl<S> fmt::Debug for BindMany<S> {
             .field("listeners", &shared.set)
             .field("retry_interval", &shared.set.retry_interval())
             .field("backlog", &shared.backlog)
-            .field("ended", &shared.ended)
+            .field("ended", &shared.set.has_ended())
             .finish_non_exhaustive()
     }
 }
@@ -354,30 +354,32 @@ where
         // Take every list that is ready, keep the last; come back for the
         // rest after the other tasks had their turn.
         let mut latest = None;
-        let mut ended = false;
+        let mut end = None;
         let mut drained = false;
         for _ in 0..POLL_BUDGET {
-            match this.addresses.as_mut().poll_next(cx) {
-                Poll::Ready(Some(addresses)) => latest = Some(addresses),
-                Poll::Ready(None) => {
-                    ended = true;
+            match catch_panic(|| this.addresses.as_mut().poll_next(cx)) {
+                Ok(Poll::Ready(Some(addresses))) => latest = Some(addresses),
+                Ok(Poll::Ready(None)) => {
+                    end = Some(End::Ended);
                     break;
                 }
-                Poll::Pending => {
+                Ok(Poll::Pending) => {
                     drained = true;
+                    break;
+                }
+                Err(panicked) => {
+                    end = Some(panicked);
                     break;
                 }
             }
         }
-        if !drained && !ended {
+        if !drained && end.is_none() {
             cx.waker().wake_by_ref();
         }
         let mut guard = shared.lock();
         let shared = &mut *guard;
-        if ended {
-            info!("address stream ended; closing all listeners");
-            shared.ended = true;
-            shared.set.clear();
+        if let Some(end) = end {
+            shared.set.end(end);
             let accept = shared.accept_waker.take();
             drop(guard);
             if let Some(accept) = accept {

@@ -4,20 +4,18 @@
 //! tokio 1 `Drain` (`tokio1.rs`); this file is the futures 0.1 adapter.
 
 use std::fmt;
-use std::sync::Arc;
 
 use futures::{task, Async, Future, IntoFuture, Poll};
-use parking_lot::Mutex;
 
-use self::state::{Kind, Registration, State, Waiter};
+use self::state::{Current01, DrainParts, WatchParts};
 
 pub(crate) mod state;
 #[cfg(feature = "tokio1")]
 pub(crate) mod tokio1;
 
 /// The shutdown signal, boxed so that [`Drain`] has one type whatever it
-/// wraps; `None` once it fired.
-type Signal = Arc<Mutex<Option<Box<dyn Future<Item = (), Error = ()> + Send>>>>;
+/// wraps.
+type Signal = Box<dyn Future<Item = (), Error = ()> + Send>;
 
 /// A graceful shutdown that the connections take part in.
 ///
@@ -80,12 +78,9 @@ type Signal = Arc<Mutex<Option<Box<dyn Future<Item = (), Error = ()> + Send>>>>;
 /// core.run(server).unwrap();
 /// ```
 #[must_use = "futures do nothing unless polled"]
+#[derive(Clone)]
 pub struct Drain {
-    /// This clone's place among the waiters, when polled as a future.
-    registration: Registration,
-    /// The task that polled this clone last, if it registered.
-    task: Option<task::Task>,
-    signal: Signal,
+    parts: DrainParts<Signal, task::Task>,
 }
 
 impl Drain {
@@ -119,9 +114,7 @@ impl Drain {
     {
         let signal = signal.into_future().then(|_| Ok(()));
         Drain {
-            registration: Registration::new(Arc::new(State::default()), Kind::Drain),
-            task: None,
-            signal: Arc::new(Mutex::new(Some(Box::new(signal)))),
+            parts: DrainParts::new(Box::new(signal)),
         }
     }
 
@@ -142,7 +135,7 @@ impl Drain {
     /// drain.wait().unwrap();
     /// ```
     pub fn begin(&self) {
-        self.registration.state().begin("drain begun by hand");
+        self.parts.begin();
     }
 
     /// Has the drain begun?
@@ -159,7 +152,7 @@ impl Drain {
     /// assert!(drain.is_draining());
     /// ```
     pub fn is_draining(&self) -> bool {
-        self.registration.is_draining()
+        self.parts.is_draining()
     }
 
     /// Runs the connection future `conn`, and calls `on_drain` on it once
@@ -196,19 +189,7 @@ impl Drain {
     {
         Watch {
             conn,
-            on_drain: Some(on_drain),
-            registration: Registration::new(self.registration.state().clone(), Kind::Connection),
-            task: None,
-        }
-    }
-}
-
-impl Clone for Drain {
-    fn clone(&self) -> Drain {
-        Drain {
-            registration: self.registration.clone(),
-            task: None,
-            signal: self.signal.clone(),
+            parts: self.parts.watch(on_drain),
         }
     }
 }
@@ -218,41 +199,20 @@ impl Future for Drain {
     type Error = ();
 
     fn poll(&mut self) -> Poll<(), ()> {
-        if self.is_draining() {
-            return Ok(Async::Ready(()));
-        }
-        {
-            let mut signal = self.signal.lock();
-            if let Some(fired) = signal.as_mut().map(|signal| signal.poll()) {
-                if !matches!(fired, Ok(Async::NotReady)) {
-                    *signal = None;
-                    drop(signal);
-                    self.registration.state().begin("shutdown signal received");
-                    return Ok(Async::Ready(()));
-                }
-            }
-        }
-        // Woken by `begin`, from wherever it is called.
-        if !self
-            .task
-            .as_ref()
-            .is_some_and(task::Task::will_notify_current)
-        {
-            let task = task::current();
-            if !self.registration.wait(Waiter::Task(task.clone())) {
-                return Ok(Async::Ready(()));
-            }
-            self.task = Some(task);
-        }
-        Ok(Async::NotReady)
+        let begun = self.parts.poll(&mut Current01, |signal, _| {
+            !matches!(signal.poll(), Ok(Async::NotReady))
+        });
+        Ok(if begun {
+            Async::Ready(())
+        } else {
+            Async::NotReady
+        })
     }
 }
 
 impl fmt::Debug for Drain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Drain")
-            .field("draining", &self.is_draining())
-            .finish_non_exhaustive()
+        self.parts.fmt(f)
     }
 }
 
@@ -262,11 +222,7 @@ impl fmt::Debug for Drain {
 #[must_use = "futures do nothing unless polled"]
 pub struct Watch<C, F> {
     conn: C,
-    /// `None` once called.
-    on_drain: Option<F>,
-    registration: Registration,
-    /// The task registered to be woken by the drain.
-    task: Option<task::Task>,
+    parts: WatchParts<F, task::Task>,
 }
 
 impl<C, F> Watch<C, F> {
@@ -295,25 +251,8 @@ where
     type Error = C::Error;
 
     fn poll(&mut self) -> Poll<C::Item, C::Error> {
-        if self.on_drain.is_some() {
-            let told = self.registration.is_draining()
-                || (!self
-                    .task
-                    .as_ref()
-                    .is_some_and(task::Task::will_notify_current)
-                    && {
-                        let task = task::current();
-                        let waiting = self.registration.wait(Waiter::Task(task.clone()));
-                        self.task = Some(task);
-                        !waiting
-                    });
-            if told {
-                self.registration.cancel();
-                self.task = None;
-                if let Some(on_drain) = self.on_drain.take() {
-                    on_drain(&mut self.conn);
-                }
-            }
+        if let Some(on_drain) = self.parts.poll_told(&Current01) {
+            on_drain(&mut self.conn);
         }
         self.conn.poll()
     }
@@ -321,9 +260,6 @@ where
 
 impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watch")
-            .field("conn", &self.conn)
-            .field("told", &self.on_drain.is_none())
-            .finish()
+        self.parts.fmt_watch(&self.conn, f)
     }
 }

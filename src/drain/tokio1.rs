@@ -4,16 +4,15 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use parking_lot::Mutex;
 use pin_project_lite::pin_project;
 
-use super::state::{Kind, Registration, State, Waiter};
+use super::state::{DrainParts, WatchParts};
 
-/// The shutdown signal; `None` once it fired.
-type Signal = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
+/// The shutdown signal, boxed so that [`Drain`] has one type whatever it
+/// wraps.
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A graceful shutdown that the connections take part in, for tokio 1.
 ///
@@ -76,12 +75,9 @@ type Signal = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
 /// }
 /// ```
 #[must_use = "futures do nothing unless polled"]
+#[derive(Clone)]
 pub struct Drain {
-    /// This clone's place among the waiters, when polled as a future.
-    registration: Registration,
-    /// The waker registered last by this clone.
-    waker: Option<Waker>,
-    signal: Signal,
+    parts: DrainParts<Signal, Waker>,
 }
 
 impl Drain {
@@ -116,9 +112,7 @@ impl Drain {
             let _ = signal.await;
         };
         Drain {
-            registration: Registration::new(Arc::new(State::default()), Kind::Drain),
-            waker: None,
-            signal: Arc::new(Mutex::new(Some(Box::pin(signal)))),
+            parts: DrainParts::new(Box::pin(signal)),
         }
     }
 
@@ -139,7 +133,7 @@ impl Drain {
     /// # });
     /// ```
     pub fn begin(&self) {
-        self.registration.state().begin("drain begun by hand");
+        self.parts.begin();
     }
 
     /// Has the drain begun?
@@ -155,7 +149,7 @@ impl Drain {
     /// assert!(drain.is_draining());
     /// ```
     pub fn is_draining(&self) -> bool {
-        self.registration.is_draining()
+        self.parts.is_draining()
     }
 
     /// Runs the connection future `conn`, and calls `on_drain` on it once
@@ -194,19 +188,7 @@ impl Drain {
     {
         Watch {
             conn,
-            on_drain: Some(on_drain),
-            registration: Registration::new(self.registration.state().clone(), Kind::Connection),
-            waker: None,
-        }
-    }
-}
-
-impl Clone for Drain {
-    fn clone(&self) -> Drain {
-        Drain {
-            registration: self.registration.clone(),
-            waker: None,
-            signal: self.signal.clone(),
+            parts: self.parts.watch(on_drain),
         }
     }
 }
@@ -215,37 +197,20 @@ impl Future for Drain {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.is_draining() {
-            return Poll::Ready(());
+        let begun = self
+            .parts
+            .poll(cx, |signal, cx| signal.as_mut().poll(cx).is_ready());
+        if begun {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
-        {
-            let mut signal = self.signal.lock();
-            if let Some(fired) = signal.as_mut().map(|signal| signal.as_mut().poll(cx)) {
-                if fired.is_ready() {
-                    *signal = None;
-                    drop(signal);
-                    self.registration.state().begin("shutdown signal received");
-                    return Poll::Ready(());
-                }
-            }
-        }
-        // Woken by `begin`, from wherever it is called.
-        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            let this = &mut *self;
-            if !this.registration.wait(Waiter::Waker(cx.waker().clone())) {
-                return Poll::Ready(());
-            }
-            this.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
     }
 }
 
 impl fmt::Debug for Drain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Drain")
-            .field("draining", &self.is_draining())
-            .finish_non_exhaustive()
+        self.parts.fmt(f)
     }
 }
 
@@ -258,11 +223,7 @@ pin_project! {
     pub struct Watch<C, F> {
         #[pin]
         conn: C,
-        // `None` once called.
-        on_drain: Option<F>,
-        registration: Registration,
-        // The waker registered to be woken by the drain.
-        waker: Option<Waker>,
+        parts: WatchParts<F, Waker>,
     }
 }
 
@@ -287,20 +248,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        if this.on_drain.is_some() {
-            let told = this.registration.is_draining()
-                || (!this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && {
-                    let waiting = this.registration.wait(Waiter::Waker(cx.waker().clone()));
-                    *this.waker = Some(cx.waker().clone());
-                    !waiting
-                });
-            if told {
-                this.registration.cancel();
-                *this.waker = None;
-                if let Some(on_drain) = this.on_drain.take() {
-                    on_drain(this.conn.as_mut());
-                }
-            }
+        if let Some(on_drain) = this.parts.poll_told(cx) {
+            on_drain(this.conn.as_mut());
         }
         this.conn.poll(cx)
     }
@@ -308,9 +257,6 @@ where
 
 impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watch")
-            .field("conn", &self.conn)
-            .field("told", &self.on_drain.is_none())
-            .finish()
+        self.parts.fmt_watch(&self.conn, f)
     }
 }

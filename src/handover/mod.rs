@@ -10,6 +10,8 @@ mod inherit;
 mod protocol;
 mod successor;
 mod task;
+#[cfg(test)]
+mod tests;
 
 pub use self::inherit::{Inherited, Origin};
 pub use self::protocol::{Handover, HandoverError, Successor};

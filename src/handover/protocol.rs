@@ -6,11 +6,11 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -22,6 +22,12 @@ use crate::limits::DEFAULT_BACKLOG;
 
 /// The default of [`Handover::ready_timeout`].
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How much longer than the ready timeout a shutdown waits for the
+/// handover it cancelled to end (killing and reaping take milliseconds;
+/// the ready timeout bounds the wait if the readiness socket can't be shut
+/// down).
+const CANCEL_MARGIN: Duration = Duration::from_secs(1);
 
 /// Restarts a server without losing a client: its listening sockets, and
 /// the handover of them to a successor process. Made by
@@ -50,6 +56,13 @@ const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 ///    time), logs the reason at `error`, kills the successor if it runs and
 ///    reaps it, and this process keeps serving; a later request may try
 ///    again.
+///
+/// A shutdown ([`shutdown_signal`](Handover::shutdown_signal)'s `SIGTERM`
+/// or `SIGINT`) while a handover runs cancels it: the successor, if it was
+/// started, is killed and reaped, even if it reports ready meanwhile, and
+/// systemd is not told its pid; the handover resolves to
+/// [`HandoverError::Done`], and this process drains and exits as on any
+/// shutdown.
 ///
 /// The sockets it binds itself (an address not inherited) are made as
 /// tokio-core's `TcpListener::bind` and [`tokio1::bind`](crate::tokio1::bind)
@@ -125,7 +138,7 @@ const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Clone)]
 pub struct Handover {
-    shared: Arc<Mutex<Shared>>,
+    inner: Arc<Inner>,
 }
 
 /// The result of a successful handover.
@@ -142,8 +155,9 @@ pub struct Successor {
 pub enum HandoverError {
     /// Another handover is running.
     Busy,
-    /// A handover succeeded already, or a shutdown began: this process is
-    /// on its way out.
+    /// A handover succeeded already, or a shutdown began (before this
+    /// handover, or while it ran: then its successor was killed): this
+    /// process is on its way out.
     Done,
     /// The executable could not be found at start, or the successor could
     /// not be started.
@@ -184,18 +198,22 @@ impl Handover {
     pub fn with_inherited(mut inherited: Inherited) -> Handover {
         let predecessor = inherited.predecessor.take();
         Handover {
-            shared: Arc::new(Mutex::new(Shared {
-                program: std::env::current_exe(),
-                args: std::env::args_os().skip(1).collect(),
-                ready_timeout: DEFAULT_READY_TIMEOUT,
-                inherited,
-                listeners: Vec::new(),
-                sets: Vec::new(),
-                unapplied: 0,
-                ready_deferred: false,
-                predecessor,
-                state: State::Idle,
-            })),
+            inner: Arc::new(Inner {
+                shared: Mutex::new(Shared {
+                    program: std::env::current_exe(),
+                    args: std::env::args_os().skip(1).collect(),
+                    ready_timeout: DEFAULT_READY_TIMEOUT,
+                    inherited,
+                    listeners: Vec::new(),
+                    sets: Vec::new(),
+                    unapplied: 0,
+                    ready_deferred: false,
+                    predecessor,
+                    readiness: None,
+                    state: State::Idle,
+                }),
+                cancelled: Condvar::new(),
+            }),
         }
     }
 
@@ -435,7 +453,7 @@ impl Handover {
                 warn!("handover requested after one succeeded: ignored");
                 Err(HandoverError::Done)
             }
-            State::Stopping => {
+            State::Stopping | State::Cancelling => {
                 warn!("handover requested while shutting down: ignored");
                 Err(HandoverError::Done)
             }
@@ -445,22 +463,80 @@ impl Handover {
     /// A shutdown began (`SIGTERM`, `SIGINT`): drops this handover's copies
     /// of the listening sockets, so that the server's own drop closes them
     /// and new clients are refused during the drain, and refuses later
-    /// handovers. A handover already running goes on.
+    /// handovers. A handover running is cancelled: its wait for the
+    /// successor's readiness ends at once, the successor is killed and
+    /// reaped, and this returns once that is done (the process must not
+    /// exit before: the successor would run on, holding the sockets).
     pub(super) fn stop(&self) {
         let mut shared = self.lock();
         shared.listeners.clear();
-        if let State::Idle = shared.state {
-            shared.state = State::Stopping;
+        match shared.state {
+            State::Idle => shared.state = State::Stopping,
+            State::Running => {
+                info!("shutting down: cancelling the handover that runs");
+                shared.state = State::Cancelling;
+                if let Some(readiness) = &shared.readiness {
+                    if let Err(e) = readiness.shutdown(Shutdown::Both) {
+                        error!(
+                            "cannot interrupt the wait for the successor: {}; \
+                             it ends at the ready timeout",
+                            e
+                        );
+                    }
+                }
+                let limit = shared.ready_timeout + CANCEL_MARGIN;
+                let (_shared, waited) = self
+                    .inner
+                    .cancelled
+                    .wait_timeout_while(shared, limit, |shared| shared.state == State::Cancelling)
+                    .unwrap_or_else(|p| p.into_inner());
+                if waited.timed_out() {
+                    error!(
+                        "the cancelled handover did not end within {:?}; stopping anyway",
+                        limit
+                    );
+                }
+            }
+            State::Cancelling | State::Done | State::Stopping => {}
         }
+    }
+
+    /// The successor reported ready: does it become the main process? Yes,
+    /// and the handover is done, unless a shutdown cancelled it before
+    /// (the successor must then be killed). Decided under the lock, so that
+    /// a shutdown after it finds the handover done.
+    pub(super) fn accept(&self) -> bool {
+        let mut shared = self.lock();
+        if shared.state != State::Running {
+            return false;
+        }
+        shared.state = State::Done;
+        true
+    }
+
+    /// Did a shutdown cancel the handover that runs?
+    pub(super) fn cancelled(&self) -> bool {
+        self.lock().state == State::Cancelling
     }
 
     /// The handover itself, after [`begin`](Handover::begin).
     pub(super) fn run(&self, request: Request) -> Result<Successor, HandoverError> {
         let result = self.start_and_wait(request.0);
+        self.finish(result)
+    }
+
+    /// Ends the handover marked as running with `result`: what success,
+    /// failure and a cancel mean (also for a handover whose thread could
+    /// not start).
+    pub(super) fn finish(
+        &self,
+        result: Result<Successor, HandoverError>,
+    ) -> Result<Successor, HandoverError> {
         let mut shared = self.lock();
+        shared.readiness = None;
         match &result {
             Ok(successor) => {
-                shared.state = State::Done;
+                // `accept` made the state `Done`.
                 info!(
                     "handed over to process {} in {:?}; stopping",
                     successor.pid, successor.took
@@ -468,6 +544,15 @@ impl Handover {
                 if let Err(e) = sd_notify::notify(&[NotifyState::MainPid(successor.pid)]) {
                     error!("cannot tell systemd MAINPID={}: {}", successor.pid, e);
                 }
+            }
+            Err(e) if shared.state == State::Cancelling => {
+                shared.state = State::Stopping;
+                info!(
+                    "handover cancelled by the shutdown, no successor left running ({})",
+                    e
+                );
+                self.inner.cancelled.notify_all();
+                return Err(HandoverError::Done);
             }
             Err(e) => {
                 shared.state = State::Idle;
@@ -479,7 +564,10 @@ impl Handover {
 
     fn start_and_wait(&self, started: Instant) -> Result<Successor, HandoverError> {
         let (command, ours, timeout) = {
-            let shared = self.lock();
+            let mut shared = self.lock();
+            if shared.state != State::Running {
+                return Err(HandoverError::Done); // cancelled before the start
+            }
             let program = match &shared.program {
                 Ok(program) => program,
                 Err(e) => {
@@ -496,14 +584,16 @@ impl Handover {
                 .map(|(name, listener)| (name.as_str(), listener))
                 .chain(sets.iter().map(|kept| (kept.name.as_str(), &kept.listener)));
             let (command, ours) = successor::command(program, &shared.args, listeners)?;
+            // What `stop` shuts down to end the wait for the successor.
+            shared.readiness = Some(ours.try_clone().map_err(HandoverError::Io)?);
             (command, ours, shared.ready_timeout)
         };
-        successor::start(command, ours, started, timeout)
+        successor::start(command, ours, started, timeout, self)
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // No code that panics runs under the lock; recover anyway.
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -535,7 +625,9 @@ impl fmt::Display for HandoverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandoverError::Busy => write!(f, "a handover is running already"),
-            HandoverError::Done => write!(f, "a handover succeeded already"),
+            HandoverError::Done => {
+                write!(f, "a handover succeeded already, or a shutdown began")
+            }
             HandoverError::Start(e) => write!(f, "cannot start the successor: {}", e),
             HandoverError::Exited(status) => {
                 write!(f, "the successor exited before it was ready ({})", status)
@@ -566,6 +658,13 @@ impl std::error::Error for HandoverError {
 #[derive(Debug)]
 pub(super) struct Request(Instant);
 
+/// The state, and what a shutdown that cancelled a handover waits on.
+struct Inner {
+    shared: Mutex<Shared>,
+    /// Signalled when a handover cancelled by `stop` has ended.
+    cancelled: Condvar,
+}
+
 struct Shared {
     program: io::Result<PathBuf>,
     args: Vec<OsString>,
@@ -581,6 +680,9 @@ struct Shared {
     ready_deferred: bool,
     /// Where to say `READY=1` to the predecessor.
     predecessor: Option<UnixStream>,
+    /// While a handover runs: a copy of its end of the readiness socket,
+    /// which `stop` shuts down to end the wait for the successor.
+    readiness: Option<UnixStream>,
     state: State,
 }
 
@@ -595,6 +697,9 @@ pub(super) struct Kept {
 enum State {
     Idle,
     Running,
+    /// A shutdown began while a handover ran: the handover ends, its
+    /// successor killed, and the shutdown waits for it.
+    Cancelling,
     Done,
     /// A shutdown began: no handover any more.
     Stopping,

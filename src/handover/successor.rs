@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use command_fds::{CommandFdExt, FdMapping};
 use log::{error, info};
 
-use super::protocol::{HandoverError, Successor};
+use super::protocol::{Handover, HandoverError, Successor};
 
 /// The environment variables of a predecessor's handover.
 pub(super) mod vars {
@@ -68,13 +68,16 @@ pub(super) fn command<'a>(
 }
 
 /// Starts `command` and waits for its readiness on `ours` until `started +
-/// timeout`; on failure, the successor is gone (reaped, or killed and
-/// reaped).
+/// timeout`; once it is ready, `handover` decides whether it stays
+/// ([`Handover::accept`]). On failure, or if a shutdown cancelled the
+/// handover (its `stop` shuts `ours` down, which ends the wait), the
+/// successor is gone (reaped, or killed and reaped).
 pub(super) fn start(
     mut command: Command,
     ours: UnixStream,
     started: Instant,
     timeout: Duration,
+    handover: &Handover,
 ) -> Result<Successor, HandoverError> {
     info!("handing over: starting {:?}", command.get_program());
     let mut child = command.spawn().map_err(HandoverError::Start)?;
@@ -82,14 +85,20 @@ pub(super) fn start(
     // so that its exit closes its end of the readiness socket.
     drop(command);
     match wait_ready(ours, started + timeout) {
-        Ok(()) => Ok(Successor {
+        Ok(()) if handover.accept() => Ok(Successor {
             pid: child.id(),
             took: started.elapsed(),
         }),
+        // Ready, but a shutdown cancelled the handover first.
+        Ok(()) => {
+            kill_and_reap(&mut child);
+            Err(HandoverError::Done)
+        }
         // It closed its end: it exited, or it runs on without ever
-        // reporting ready (it dropped the socket). Wait for the exit until
-        // the deadline only, then kill it: it holds the sockets.
-        Err(Waited::Closed) => match wait_exit(&mut child, started + timeout) {
+        // reporting ready (it dropped the socket); or a shutdown closed
+        // ours. Wait for the exit until the deadline, or the cancel, only,
+        // then kill it: it holds the sockets.
+        Err(Waited::Closed) => match wait_exit(&mut child, started + timeout, handover) {
             Ok(Some(status)) => Err(HandoverError::Exited(status)),
             Ok(None) => {
                 kill_and_reap(&mut child);
@@ -111,14 +120,19 @@ pub(super) fn start(
     }
 }
 
-/// The successor's exit status if it exits before `deadline`, checked
-/// every 10 ms (a rare path: the successor closed its readiness socket).
-fn wait_exit(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+/// The successor's exit status if it exits before `deadline` and before
+/// a shutdown cancels the handover, checked every 10 ms (a rare path: the
+/// successor closed its readiness socket, or the shutdown closed ours).
+fn wait_exit(
+    child: &mut Child,
+    deadline: Instant,
+    handover: &Handover,
+) -> io::Result<Option<ExitStatus>> {
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || handover.cancelled() {
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -44,7 +44,7 @@ impl Handover {
                     .spawn(move || done.complete(handover.run(request)));
                 if let Err(e) = spawned {
                     error!("cannot start the handover's thread: {}", e);
-                    slot.complete(Err(HandoverError::Start(e)));
+                    slot.complete(self.finish(Err(HandoverError::Start(e))));
                 }
             }
             Err(e) => slot.complete(Err(e)),
@@ -55,8 +55,10 @@ impl Handover {
     /// A future that resolves when the server should stop accepting: on
     /// `SIGTERM` or `SIGINT`, or once a handover requested by `SIGHUP`
     /// succeeded. A failed handover is logged and the server keeps serving;
-    /// another `SIGHUP` tries again. Pass it to `with_graceful_shutdown` on
-    /// either stack.
+    /// another `SIGHUP` tries again. A `SIGTERM` or `SIGINT` while a
+    /// handover runs cancels it (see [`Handover`]): the future resolves once
+    /// the successor is killed and reaped. Pass it to
+    /// `with_graceful_shutdown` on either stack.
     ///
     /// It installs handlers for the three signals (their default action, to
     /// end the process, no longer happens) and waits for them on a thread.
@@ -97,17 +99,18 @@ impl Handover {
                     let Ok(request) = handover.begin() else {
                         continue;
                     };
-                    let handover = handover.clone();
+                    let running = handover.clone();
                     let stop = stop.clone();
                     let spawned = thread::Builder::new()
                         .name("tk-listen handover".into())
                         .spawn(move || {
-                            if handover.run(request).is_ok() {
+                            if running.run(request).is_ok() {
                                 stop.complete(());
                             }
                         });
                     if let Err(e) = spawned {
                         error!("cannot start the handover's thread: {}", e);
+                        let _ = handover.finish(Err(HandoverError::Start(e)));
                     }
                 }
             })

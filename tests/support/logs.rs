@@ -81,6 +81,13 @@ pub fn wait_logged_since(mark: usize, start: &str) {
     assert!(!waited.timed_out(), "never logged: {}", start);
 }
 
+/// Waits until `addr` was bound by a `BindMany`: its `listening on` line
+/// was logged after `mark` (the space after the address keeps port 4000
+/// from matching 40001).
+pub fn wait_listening(mark: usize, addr: std::net::SocketAddr) {
+    wait_logged_since(mark, &format!("listening on {} ", addr));
+}
+
 /// A test that failed while holding the lock leaves the lines whole.
 fn lock() -> MutexGuard<'static, Vec<(Level, String)>> {
     CAPTURE
