@@ -629,6 +629,80 @@ fn dropping_the_server_aborts_connections_that_outlived_many_others() {
 }
 
 #[test]
+fn connections_that_ended_unseen_by_the_server_are_not_counted_as_aborted() {
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    // Two end at once, one never; then no client for now, so nothing wakes
+    // the server to take in the two ends before it is dropped.
+    let connections = tokio_stream::iter([true, true, false])
+        .map(|ends| async move {
+            if !ends {
+                std::future::pending::<()>().await;
+            }
+        })
+        .chain(tokio_stream::pending());
+    let mut server = connections.listen(10);
+    let stats = server.stats();
+    let (woken, waker) = CountingNotify::waker();
+    {
+        let _context = runtime.enter();
+        assert!(poll_once(&mut server, &waker).is_pending());
+    }
+    runtime.block_on(async {
+        for _ in 0..10_000 {
+            if stats.finished() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!((stats.finished(), woken.count()), (2, 0));
+    drop(server);
+    assert_eq!(
+        (stats.finished(), stats.aborted(), stats.running()),
+        (2, 1, 0),
+        "{:?}",
+        stats
+    );
+}
+
+#[test]
+fn an_aborted_connection_is_recorded_with_its_own_age() {
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let (clients, accepted) = mpsc::unbounded_channel::<bool>();
+    let connections = tokio_stream::wrappers::UnboundedReceiverStream::new(accepted).map(
+        |ends: bool| async move {
+            if !ends {
+                std::future::pending::<()>().await;
+            }
+        },
+    );
+    let mut server = connections.listen(10);
+    let stats = server.stats();
+    let (_woken, waker) = CountingNotify::waker();
+    let poll = |server: &mut tk_listen::tokio1::Listen<_>| {
+        let _context = runtime.enter();
+        assert!(poll_once(server, &waker).is_pending());
+    };
+    // An old one that never ends and one that ends at once; 30 ms later a
+    // new one that never ends.
+    clients.send(false).unwrap();
+    clients.send(true).unwrap();
+    poll(&mut server);
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(30)).await });
+    assert_eq!(stats.finished(), 1);
+    clients.send(false).unwrap();
+    poll(&mut server);
+    drop(server);
+    assert_eq!((stats.finished(), stats.aborted()), (1, 2));
+    // The one that ended and the new one lasted under 25 ms, the old one
+    // over 30 ms.
+    let durations = stats.durations();
+    let under = |bound| durations.buckets().find(|&(b, _)| b == bound).unwrap().1;
+    assert_eq!(under(Duration::from_millis(25)), 2, "{:?}", durations);
+    assert_eq!(durations.count(), 3, "{:?}", durations);
+}
+
+#[test]
 fn the_server_wakes_the_task_that_polled_it_last() {
     for flavour in FLAVOURS {
         let runtime = flavour.runtime();

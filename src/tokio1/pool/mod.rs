@@ -156,13 +156,10 @@ where
                 // wake this task to do it.
                 continue;
             }
-            if self.stream.is_none() || self.tasks.running >= self.max_connections {
-                // Full or draining: a task that ends must wake this one.
-                if self.tasks.wait_for_end(cx) {
-                    continue;
-                }
-            } else {
-                self.tasks.stop_waiting();
+            let full = self.tasks.running >= self.max_connections;
+            // Full or draining: a task that ends must wake this one.
+            if (full || self.stream.is_none()) && self.tasks.wait_for_end(cx) {
+                continue;
             }
             break;
         }
