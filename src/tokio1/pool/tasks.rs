@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{
     AtomicBool, AtomicU64,
-    Ordering::{AcqRel, Acquire, Relaxed, SeqCst},
+    Ordering::{AcqRel, Acquire, SeqCst},
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -49,6 +49,8 @@ struct Shared {
     /// after its stream closed); the first end after that clears it and
     /// wakes `waker`. The rest of the time no end wakes the pool: it counts
     /// the ends at its next poll, when its stream has a connection for it.
+    /// (An end that races with the setting may leave it set for nothing:
+    /// the next end then wakes the pool once more than needed.)
     waiting: AtomicBool,
     /// The pool's task, as it polled last while waiting.
     waker: Mutex<Option<Waker>>,
@@ -152,13 +154,6 @@ impl Tasks {
         self.fresh(self.shared.ends.load(SeqCst)) > 0
     }
 
-    /// No task that ends wakes the pool's task any more.
-    pub(super) fn stop_waiting(&mut self) {
-        if self.shared.waiting.load(Relaxed) {
-            self.shared.waiting.store(false, Relaxed);
-        }
-    }
-
     /// Ends counted by the tasks and not yet here, in a value of
     /// [`Shared::ends`].
     fn fresh(&self, ends: u64) -> usize {
@@ -197,6 +192,12 @@ impl Tasks {
                 ends = self.shared.ends.load(Acquire);
             }
             aborted = self.running - self.fresh(ends);
+            debug_assert!(
+                aborted <= self.handles.len(),
+                "{} tasks to abort, {} handles",
+                aborted,
+                self.handles.len()
+            );
             let cut = self.handles.iter().map(|&(_, started)| started);
             self.shared.stats.record_aborted_shared(cut.take(aborted));
         }
