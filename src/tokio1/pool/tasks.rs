@@ -105,6 +105,7 @@ impl Tasks {
     /// If `spawn` panics (outside a runtime), the report it was given was
     /// dropped with the task: the connection counts as started and failed,
     /// and its slot is freed as any other at the next count of ends.
+    #[inline]
     pub(super) fn start(&mut self, started: Stamp, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
         // Counted before the task exists: on another worker it may end, and
         // count its end, before `spawn` returns.
