@@ -78,8 +78,8 @@ fn ended(ends: u64) -> u64 {
 /// Ends to count before the first sweep of the handles, and the fewest
 /// between two: a sweep reads every handle kept, so sweeping after as many
 /// ends as half the handles kept at the last one (at least this many)
-/// reads at most three handles per connection, and keeps the memory of at
-/// most that many finished tasks.
+/// reads about three handles per connection, and keeps the memory of about
+/// that many finished tasks.
 const SWEEP_AFTER: usize = 32;
 
 impl Tasks {
