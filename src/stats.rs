@@ -5,10 +5,11 @@
 //! drop of something it owns), so there is one writer at a time: an increment
 //! is a plain load and store, not a locked read-modify-write, which keeps the
 //! counters off the per-accept cost (`benches/README.md`, "overhead"). The
-//! one exception is `running` under tokio 1's `listen`, whose connections'
-//! tasks, on any worker thread, count their own ends. Readers never block
-//! the writer. Counts are `u64` and start at zero; each is read on
-//! its own (a reading of several counters is not one snapshot).
+//! one exception is tokio 1's `listen`, whose connections' tasks, on any
+//! worker thread, count their own ends: the counters they write take locked
+//! read-modify-writes. Readers never block the writer. Counts are `u64` and
+//! start at zero; each is read on its own (a reading of several counters is
+//! not one snapshot).
 
 use std::fmt;
 use std::io;
@@ -123,20 +124,21 @@ impl ListenStats {
         c.running.fetch_add(1, Relaxed);
     }
 
-    /// [`record_end`](ListenStats::record_end) for such a server; its
-    /// callers take turns (they hold one lock), so only `running` needs the
-    /// locked read-modify-write.
+    /// [`record_end`](ListenStats::record_end) for such a server, whose
+    /// connections' tasks count their ends at the same time on several
+    /// threads: each counter they write is changed by a locked
+    /// read-modify-write.
     #[cfg(feature = "tokio1")]
     #[inline]
-    pub(crate) fn record_end_shared(&self, outcome: Outcome, started: Stamp, now: Stamp) {
+    pub(crate) fn record_end_concurrent(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         c.running.fetch_sub(1, Relaxed);
-        add(c.outcome(outcome), 1);
-        c.durations.record(now.saturating_sub(started));
+        c.outcome(outcome).fetch_add(1, Relaxed);
+        c.durations.record_concurrent(now.saturating_sub(started));
     }
 
     /// [`record_aborted`](ListenStats::record_aborted) for such a server,
-    /// under the same lock.
+    /// once no task counts its end any more.
     #[cfg(feature = "tokio1")]
     pub(crate) fn record_aborted_shared(&self, starts: impl Iterator<Item = Stamp>) {
         let c = &*self.counters;

@@ -318,6 +318,47 @@ fn a_panic_in_the_accept_stream_itself_propagates() {
 }
 
 #[test]
+fn a_spawn_that_panics_counts_its_connection_as_failed_and_frees_its_slot() {
+    // Polled outside a runtime (and outside a `LocalSet`), the spawn of the
+    // first connection panics; inside one, the second connection runs in
+    // the slot the first never took.
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let (_woken, waker) = CountingNotify::waker();
+    let outside = |poll: &mut dyn FnMut() -> Poll<()>| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll));
+        assert!(polled.is_err(), "a spawn outside a runtime did not panic");
+    };
+
+    let mut server = tokio_stream::iter(0..2).map(|_| async {}).listen(1);
+    let stats = server.stats();
+    outside(&mut || poll_once(&mut server, &waker));
+    assert_eq!(
+        (stats.started(), stats.failed(), stats.running()),
+        (1, 1, 0)
+    );
+    runtime.block_on(server);
+    assert_eq!(
+        (stats.started(), stats.finished(), stats.failed()),
+        (2, 1, 1)
+    );
+    assert_eq!((stats.aborted(), stats.running()), (0, 0));
+
+    let mut server = tokio_stream::iter(0..2).map(|_| async {}).listen_local(1);
+    let stats = server.stats();
+    outside(&mut || poll_once(&mut server, &waker));
+    assert_eq!(
+        (stats.started(), stats.failed(), stats.running()),
+        (1, 1, 0)
+    );
+    runtime.block_on(tokio::task::LocalSet::new().run_until(server));
+    assert_eq!(
+        (stats.started(), stats.finished(), stats.failed()),
+        (2, 1, 1)
+    );
+    assert_eq!((stats.aborted(), stats.running()), (0, 0));
+}
+
+#[test]
 #[should_panic(expected = "listen(0) would never accept a connection")]
 fn listen_zero_panics_with_a_message_saying_why() {
     drop(tokio_stream::pending::<std::future::Ready<()>>().listen(0));
@@ -533,6 +574,132 @@ fn dropping_the_server_aborts_connections_that_took_a_freed_slot() {
             flavour
         );
     }
+}
+
+#[test]
+fn dropping_the_server_aborts_connections_that_outlived_many_others() {
+    for flavour in FLAVOURS {
+        let (aborted_tx, mut aborted) = mpsc::unbounded_channel::<()>();
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        // Every tenth connection never ends; the other 90 end at once, so
+        // the server forgets their tasks while the 10 run.
+        let connections = tokio_stream::iter(0..100).map(move |i| {
+            let guard = AbortGuard(aborted_tx.clone());
+            let started = started_tx.clone();
+            async move {
+                let _guard = guard;
+                if i % 10 == 0 {
+                    let _ = started.send(());
+                    std::future::pending::<()>().await;
+                }
+            }
+        });
+        let server = connections.chain(tokio_stream::pending()).listen(100);
+        let stats = server.stats();
+        let s = stats.clone();
+        run(flavour, async move {
+            tokio::select! {
+                () = server => panic!("a server whose stream never ends resolved"),
+                () = async {
+                    for _ in 0..10 {
+                        started.recv().await.unwrap();
+                    }
+                    // Each yield polls the server too, which counts the
+                    // ends and forgets the tasks that finished.
+                    for _ in 0..10_000 {
+                        if s.finished() == 90 {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                } => {}
+            }
+            // 90 ended, 10 aborted (`run` fails the test if they never are).
+            for _ in 0..100 {
+                aborted.recv().await.expect("a connection was aborted");
+            }
+        });
+        assert_eq!(
+            (stats.finished(), stats.aborted(), stats.running()),
+            (90, 10, 0),
+            "{:?}",
+            flavour
+        );
+    }
+}
+
+#[test]
+fn connections_that_ended_unseen_by_the_server_are_not_counted_as_aborted() {
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    // Two end at once, one never; then no client for now, so nothing wakes
+    // the server to take in the two ends before it is dropped.
+    let connections = tokio_stream::iter([true, true, false])
+        .map(|ends| async move {
+            if !ends {
+                std::future::pending::<()>().await;
+            }
+        })
+        .chain(tokio_stream::pending());
+    let mut server = connections.listen(10);
+    let stats = server.stats();
+    let (woken, waker) = CountingNotify::waker();
+    {
+        let _context = runtime.enter();
+        assert!(poll_once(&mut server, &waker).is_pending());
+    }
+    runtime.block_on(async {
+        for _ in 0..10_000 {
+            if stats.finished() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    assert_eq!((stats.finished(), woken.count()), (2, 0));
+    drop(server);
+    assert_eq!(
+        (stats.finished(), stats.aborted(), stats.running()),
+        (2, 1, 0),
+        "{:?}",
+        stats
+    );
+}
+
+#[test]
+fn an_aborted_connection_is_recorded_with_its_own_age() {
+    let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+    let (clients, accepted) = mpsc::unbounded_channel::<bool>();
+    let connections = tokio_stream::wrappers::UnboundedReceiverStream::new(accepted).map(
+        |ends: bool| async move {
+            if !ends {
+                std::future::pending::<()>().await;
+            }
+        },
+    );
+    let mut server = connections.listen(10);
+    let stats = server.stats();
+    let (_woken, waker) = CountingNotify::waker();
+    let poll = |server: &mut tk_listen::tokio1::Listen<_>| {
+        let _context = runtime.enter();
+        assert!(poll_once(server, &waker).is_pending());
+    };
+    // An old one that never ends and one that ends at once; 30 ms later a
+    // new one that never ends.
+    clients.send(false).unwrap();
+    clients.send(true).unwrap();
+    poll(&mut server);
+    runtime.block_on(async { tokio::time::sleep(Duration::from_millis(30)).await });
+    assert_eq!(stats.finished(), 1);
+    clients.send(false).unwrap();
+    poll(&mut server);
+    drop(server);
+    assert_eq!((stats.finished(), stats.aborted()), (1, 2));
+    // The one that ended and the new one lasted under 25 ms, the old one
+    // over 30 ms.
+    let durations = stats.durations();
+    let under = |bound| durations.buckets().find(|&(b, _)| b == bound).unwrap().1;
+    assert_eq!(under(Duration::from_millis(25)), 2, "{:?}", durations);
+    assert_eq!(durations.count(), 3, "{:?}", durations);
 }
 
 #[test]

@@ -136,7 +136,8 @@ impl fmt::Debug for DurationHistogram {
     }
 }
 
-/// The live histogram: one writer at a time, like the other counters.
+/// The live histogram: one writer at a time, like the other counters, or
+/// several through [`record_concurrent`](Durations::record_concurrent).
 pub(super) struct Durations {
     counts: [AtomicU64; BUCKETS],
     sum_nanos: AtomicU64,
@@ -155,6 +156,15 @@ impl Durations {
     pub(super) fn record(&self, nanos: u64) {
         add(&self.counts[bucket(nanos)], 1);
         add(&self.sum_nanos, nanos);
+    }
+
+    /// [`record`](Durations::record) for writers on several threads at
+    /// once (the tasks of tokio 1's `listen`).
+    #[cfg(feature = "tokio1")]
+    #[inline]
+    pub(super) fn record_concurrent(&self, nanos: u64) {
+        self.counts[bucket(nanos)].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
     pub(super) fn read(&self) -> DurationHistogram {

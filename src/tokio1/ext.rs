@@ -98,7 +98,8 @@ pub trait ListenExt: Stream {
     ///
     /// Panics at once if `max_connections` is 0, which would accept nothing
     /// and never resolve. Polling the future panics outside a tokio runtime
-    /// (it spawns tasks).
+    /// (it spawns tasks); the connection it was starting then counts as
+    /// started and failed, and its slot is free again.
     ///
     /// # Examples
     ///
@@ -137,7 +138,8 @@ pub trait ListenExt: Stream {
     /// # Panics
     ///
     /// Panics at once if `max_connections` is 0. Polling the future panics
-    /// outside a `LocalSet` (it spawns local tasks).
+    /// outside a `LocalSet` (it spawns local tasks), counting the
+    /// connection it was starting as started and failed.
     ///
     /// # Examples
     ///

@@ -1,11 +1,14 @@
 //! The running connections' tasks: each one wrapped by [`run`], which
-//! records how it ended and hands its slot back through the queue of
-//! [`Tasks`], the pool's slab of their handles.
+//! counts how it ended and adds one to the count of ends that [`Tasks`], the
+//! pool's side, reads to free slots.
 
 use std::future::Future;
-use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{AcqRel, Acquire, SeqCst},
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -16,157 +19,192 @@ use tokio::task::JoinHandle;
 use crate::stats::{ListenStats, Outcome, Stamp};
 use crate::tokio1::connection::{ConnectionOutput, PanicMessage};
 
-/// The running connections' tasks, and the queue their freed slots arrive
-/// in.
+/// The running connections' tasks, as the pool sees them.
 pub(super) struct Tasks {
-    /// A slab: the handle of the task in each slot, to abort it on drop,
-    /// and the time it started, for the age of an aborted one.
-    handles: Vec<Option<(JoinHandle<()>, Stamp)>>,
-    /// The slots of `handles` that are free.
-    free: Vec<usize>,
-    /// Slots taken: tasks started and not yet taken out of the queue.
+    /// The handles of the tasks started and not yet seen finished, to abort
+    /// them, each with the time it started, for the age of an aborted one.
+    /// In no order: the finished ones are swept out in batches
+    /// ([`Tasks::sweep`]).
+    handles: Vec<(JoinHandle<()>, Stamp)>,
+    /// Slots taken: tasks started and whose ends were not yet counted here.
     pub(super) running: usize,
+    /// Ends counted here (as [`Shared::ends`] counts them: modulo 2^48).
+    freed: u64,
+    /// Ends counted since the last sweep of `handles`, and how many more
+    /// there must be before the next one.
+    unswept: usize,
+    sweep_after: usize,
     shared: Arc<Shared>,
-    /// Slots taken out of the queue in one go, freed from `next` on.
-    ended: Vec<usize>,
-    next: usize,
 }
 
 /// What the pool shares with its connections' tasks.
 struct Shared {
-    queue: Mutex<Queue>,
-    /// Written by the tasks as they end, under the lock of `queue`.
+    /// The tasks' side of the count of slots: [`ENDED`] per task that
+    /// counted its end, [`REPORTING`] per task counting it now, and
+    /// [`CLOSED`] once the pool aborted its tasks (it is dropped, or the
+    /// drain deadline passed): from then on no task counts its end, and
+    /// those that had not are counted as aborted.
+    ends: AtomicU64,
+    /// Set by the pool only while it waits for a slot (full, or draining
+    /// after its stream closed); the first end after that clears it and
+    /// wakes `waker`. The rest of the time no end wakes the pool: it counts
+    /// the ends at its next poll, when its stream has a connection for it.
+    /// (An end that races with the setting may leave it set for nothing:
+    /// the next end then wakes the pool once more than needed.)
+    waiting: AtomicBool,
+    /// The pool's task, as it polled last while waiting.
+    waker: Mutex<Option<Waker>>,
+    /// Written by the tasks as they end.
     stats: ListenStats,
 }
 
-/// Where the connections' tasks hand their slots back.
-struct Queue {
-    /// The slots of the tasks that ended.
-    ended: Vec<usize>,
-    /// The pool's task, set only while it waits for a slot (full, or
-    /// draining after its stream closed) and woken by the next report. The
-    /// rest of the time no report wakes it: it takes the slots out at its
-    /// next poll, when the stream has a connection for it.
-    waker: Option<Waker>,
-    /// Set when the pool aborts its tasks (it is dropped, or the drain
-    /// deadline passed): no one will read the reports, and the tasks that
-    /// had not reported are counted as aborted.
-    closed: bool,
+/// [`Shared::ends`]: its lowest bit says the pool is closed, the next 15
+/// count the tasks counting their ends right now (at most one per thread),
+/// the top 48 the ends counted (modulo 2^48, which the pool's count of
+/// running tasks never comes near). The count of ends is at the top so that
+/// it wraps without spilling into the other two.
+const CLOSED: u64 = 1;
+const REPORTING: u64 = 1 << 1;
+const REPORTING_MASK: u64 = ((1 << 15) - 1) << 1;
+const ENDED_SHIFT: u32 = 16;
+const ENDED: u64 = 1 << ENDED_SHIFT;
+const ENDED_MASK: u64 = (1 << (64 - ENDED_SHIFT)) - 1;
+
+/// The number of ends in a value of [`Shared::ends`].
+fn ended(ends: u64) -> u64 {
+    ends >> ENDED_SHIFT
 }
+
+/// Ends to count before the first sweep of the handles, and the fewest
+/// between two: a sweep reads every handle kept, so sweeping after as many
+/// ends as half the handles kept at the last one (at least this many)
+/// reads about three handles per connection, and keeps the memory of about
+/// that many finished tasks.
+const SWEEP_AFTER: usize = 32;
 
 impl Tasks {
     pub(super) fn new(stats: ListenStats) -> Tasks {
         Tasks {
             handles: Vec::new(),
-            free: Vec::new(),
             running: 0,
+            freed: 0,
+            unswept: 0,
+            sweep_after: SWEEP_AFTER,
             shared: Arc::new(Shared {
-                queue: Mutex::new(Queue {
-                    ended: Vec::new(),
-                    waker: None,
-                    closed: false,
-                }),
+                ends: AtomicU64::new(0),
+                waiting: AtomicBool::new(false),
+                waker: Mutex::new(None),
                 stats,
             }),
-            ended: Vec::new(),
-            next: 0,
         }
     }
 
     /// Starts one task, which `spawn` makes of the report it is given;
     /// `started` is the time stamp of the pool's poll.
+    ///
+    /// If `spawn` panics (outside a runtime), the report it was given was
+    /// dropped with the task: the connection counts as started and failed,
+    /// and its slot is freed as any other at the next count of ends.
+    #[inline]
     pub(super) fn start(&mut self, started: Stamp, spawn: impl FnOnce(Report) -> JoinHandle<()>) {
-        let slot = self.free.pop().unwrap_or(self.handles.len());
         // Counted before the task exists: on another worker it may end, and
         // count its end, before `spawn` returns.
         self.shared.stats.record_start_shared();
+        self.running += 1;
         let handle = spawn(Report {
             shared: Some(self.shared.clone()),
-            slot,
             started,
         });
-        if slot == self.handles.len() {
-            self.handles.push(Some((handle, started)));
-        } else {
-            debug_assert!(self.handles[slot].is_none(), "slot {} taken twice", slot);
-            self.handles[slot] = Some((handle, started));
-        }
-        self.running += 1;
-        self.check();
+        self.handles.push((handle, started));
     }
 
-    /// Frees the slot of the next task that ended: `false` when none has.
-    /// Then, if `wait`, the next report wakes the pool's task; if not, none
-    /// does.
-    pub(super) fn free_ended(&mut self, cx: &mut Context<'_>, wait: bool) -> bool {
-        if self.next == self.ended.len() {
-            self.ended.clear();
-            self.next = 0;
-            let mut queue = lock(&self.shared.queue);
-            mem::swap(&mut queue.ended, &mut self.ended);
-            if self.ended.is_empty() {
-                match &queue.waker {
-                    _ if !wait => queue.waker = None,
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => queue.waker = Some(cx.waker().clone()),
-                }
-                return false;
+    /// Frees the slots of at most `budget` tasks that ended since the last
+    /// call; how many.
+    pub(super) fn free_ended(&mut self, budget: usize) -> usize {
+        let freed = self.fresh(self.shared.ends.load(Acquire)).min(budget);
+        if freed == 0 {
+            return 0;
+        }
+        self.freed = (self.freed + freed as u64) & ENDED_MASK;
+        self.running -= freed;
+        self.unswept += freed;
+        if self.running == 0 {
+            // Every task has counted its end: none needs aborting (one that
+            // has not finished is only returning).
+            self.handles.clear();
+            self.unswept = 0;
+        } else if self.unswept >= self.sweep_after {
+            self.sweep();
+        }
+        freed
+    }
+
+    /// Has the next task that ends wake the pool's task; `true` if one
+    /// ended meanwhile (its slot is not freed yet).
+    pub(super) fn wait_for_end(&mut self, cx: &mut Context<'_>) -> bool {
+        {
+            let mut waker = lock(&self.shared.waker);
+            match &*waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
             }
         }
-        let slot = self.ended[self.next];
-        self.next += 1;
-        self.handles[slot] = None;
-        self.free.push(slot);
-        self.running -= 1;
-        self.check();
-        true
+        // Then look again: an end either comes before this (and is seen
+        // here) or sees `waiting` set (and wakes the pool).
+        self.shared.waiting.store(true, SeqCst);
+        self.fresh(self.shared.ends.load(SeqCst)) > 0
     }
 
-    /// Debug builds check that every slot is either free or running a
-    /// task, so that the slab never holds more slots than ran at once.
-    fn check(&self) {
-        debug_assert_eq!(
-            self.running + self.free.len(),
-            self.handles.len(),
-            "slots lost"
-        );
+    /// Ends counted by the tasks and not yet here, in a value of
+    /// [`Shared::ends`].
+    fn fresh(&self, ends: u64) -> usize {
+        (ended(ends).wrapping_sub(self.freed) & ENDED_MASK) as usize
+    }
+
+    /// Drops the handles of the tasks that finished.
+    fn sweep(&mut self) {
+        self.handles.retain(|(handle, _)| !handle.is_finished());
+        self.unswept = 0;
+        self.sweep_after = SWEEP_AFTER.max(self.handles.len() / 2);
     }
 }
 
 impl Tasks {
     /// Aborts every task still running and counts those that had not
-    /// reported their end as aborted; how many. Under the queue's lock, a
-    /// task that ends at the same moment either reported first (and is
-    /// counted as it ended) or finds the queue closed (and is counted
-    /// here): once, either way. Only the first call counts.
+    /// counted their end as aborted; how many. Only the first call counts.
+    ///
+    /// A task that ends at the same moment either counted its end before
+    /// [`CLOSED`] was set (and is counted as it ended; this waits for it to
+    /// be done, so that `running` is 0 on return) or finds it set (and is
+    /// counted here): once, either way. The ages of the aborted ones come
+    /// from the tasks not finished before closing, which include them all;
+    /// if one of those ended in between, the age of one aborted task may be
+    /// taken from it, which ended at about this moment.
     pub(super) fn abort_all(&mut self) -> usize {
+        self.handles.retain(|(handle, _)| !handle.is_finished());
         let mut aborted = 0;
-        {
-            let mut queue = lock(&self.shared.queue);
-            if !queue.closed {
-                queue.closed = true;
-                let mut reported = vec![false; self.handles.len()];
-                for &slot in queue.ended.iter().chain(&self.ended[self.next..]) {
-                    reported[slot] = true;
-                }
-                let cut = self
-                    .handles
-                    .iter()
-                    .zip(reported)
-                    .filter_map(|(handle, reported)| {
-                        let &(_, started) = handle.as_ref().filter(|_| !reported)?;
-                        aborted += 1;
-                        Some(started)
-                    });
-                self.shared.stats.record_aborted_shared(cut);
+        if self.shared.ends.fetch_or(CLOSED, AcqRel) & CLOSED == 0 {
+            let mut ends = self.shared.ends.load(Acquire);
+            while ends & REPORTING_MASK != 0 {
+                // A task on another thread is between two atomic operations
+                // on the counters (no lock, no user code, no wait): let it
+                // finish them.
+                std::thread::yield_now();
+                ends = self.shared.ends.load(Acquire);
             }
+            aborted = self.running - self.fresh(ends);
+            debug_assert!(
+                aborted <= self.handles.len(),
+                "{} tasks to abort, {} handles",
+                aborted,
+                self.handles.len()
+            );
+            let cut = self.handles.iter().map(|&(_, started)| started);
+            self.shared.stats.record_aborted_shared(cut.take(aborted));
         }
-        for (handle, _) in self.handles.drain(..).flatten() {
+        for (handle, _) in self.handles.drain(..) {
             handle.abort();
         }
-        self.free.clear();
-        self.ended.clear();
-        self.next = 0;
         self.running = 0;
         aborted
     }
@@ -184,30 +222,37 @@ impl Drop for Tasks {
 pub(crate) struct Report {
     /// `None` once sent.
     shared: Option<Arc<Shared>>,
-    slot: usize,
     started: Stamp,
 }
 
 impl Report {
-    /// Counts `outcome`, hands the slot back and wakes the pool's task if
-    /// it waits for one; `false` if the pool is gone or this was sent
-    /// before.
+    /// Counts `outcome`, adds one to the ends and wakes the pool's task if
+    /// it waits for a slot; `false` if the pool aborted its tasks or this
+    /// was sent before (inlined: the drop after a send costs a test).
+    #[inline]
     fn send(&mut self, outcome: Outcome) -> bool {
-        let Some(shared) = self.shared.take() else {
-            return false;
-        };
+        match self.shared.take() {
+            Some(shared) => self.send_to(shared, outcome),
+            None => false,
+        }
+    }
+
+    fn send_to(&self, shared: Arc<Shared>, outcome: Outcome) -> bool {
         let now = shared.stats.now();
-        let waker = {
-            let mut queue = lock(&shared.queue);
-            if queue.closed {
-                return false;
+        if shared.ends.fetch_add(REPORTING, Acquire) & CLOSED != 0 {
+            shared.ends.fetch_sub(REPORTING, AcqRel);
+            return false;
+        }
+        shared
+            .stats
+            .record_end_concurrent(outcome, self.started, now);
+        // Done reporting, and one more end, in one step.
+        shared.ends.fetch_add(ENDED.wrapping_sub(REPORTING), SeqCst);
+        if shared.waiting.load(SeqCst) && shared.waiting.swap(false, SeqCst) {
+            let waker = lock(&shared.waker).take();
+            if let Some(waker) = waker {
+                waker.wake();
             }
-            shared.stats.record_end_shared(outcome, self.started, now);
-            queue.ended.push(self.slot);
-            queue.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
         }
         true
     }
@@ -215,9 +260,8 @@ impl Report {
 
 impl Drop for Report {
     fn drop(&mut self) {
-        // The pool aborts its tasks only after closing the queue; so a
-        // cancelled task that can still report was cancelled by a runtime
-        // shutting down.
+        // The pool aborts its tasks only after closing; so a cancelled task
+        // that can still report was cancelled by a runtime shutting down.
         if self.send(Outcome::Failed) {
             debug!("a connection was cancelled");
         }
@@ -270,10 +314,10 @@ where
     }
 }
 
-/// The queue's lock; nothing panics while holding it, but a poisoned one is
+/// The waker's lock; nothing panics while holding it, but a poisoned one is
 /// still consistent.
-fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    queue
+fn lock(waker: &Mutex<Option<Waker>>) -> MutexGuard<'_, Option<Waker>> {
+    waker
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
