@@ -32,7 +32,7 @@ use crate::{AcceptStats, ListenStats, OpenStats, PeerStats};
 /// | `tk_listen_connections_failed_total` | counter | ... resolved `Err` | [`ListenStats::failed`] | `kestrel.connection.duration` with `error.type` |
 /// | `tk_listen_connections_panicked_total` | counter | ... panicked | [`ListenStats::panicked`] | |
 /// | `tk_listen_connections_aborted_total` | counter | ... dropped unfinished (server dropped, drain deadline) | [`ListenStats::aborted`] | |
-/// | `tk_listen_connection_duration_seconds` | histogram | how long connections ran, start to end, every outcome | [`ListenStats::durations`] | `kestrel.connection.duration` |
+/// | `tk_listen_connection_duration_seconds` | histogram | how long connections ran, start to end, every outcome | [`ListenStats::durations`] ([`OpenStats::durations`] on a page without `listen`) | `kestrel.connection.duration` |
 /// | `tk_listen_accepted_total` | counter | connections accepted | [`AcceptStats::accepted`] | |
 /// | `tk_listen_accept_errors_skipped_total` | counter | per-connection `accept()` errors skipped | [`AcceptStats::skipped`] | |
 /// | `tk_listen_accept_pauses_total` | counter | pauses on `EMFILE` and friends | [`AcceptStats::pauses`] | |
@@ -58,8 +58,9 @@ use crate::{AcceptStats, ListenStats, OpenStats, PeerStats};
 /// page given [`open`](Metrics::open) and no [`listen`](Metrics::listen),
 /// the first three rows of `limit_open` are named
 /// `tk_listen_connections_running`, `tk_listen_connections_max` and
-/// `tk_listen_connections_started_total` instead, so that dashboards read
-/// both kinds of server alike.
+/// `tk_listen_connections_started_total` instead, and
+/// `tk_listen_connection_duration_seconds` is [`OpenStats::durations`], so
+/// that dashboards read both kinds of server alike.
 ///
 /// A page shows the metrics of the handles it was given. The queue's lines
 /// are left out when it can't be read (the listener is closed, or the system
@@ -346,6 +347,14 @@ fn open_metrics(page: &mut Page<'_, '_>, stats: &OpenStats, as_server: bool) -> 
             "connections_started_total",
             "Connections let through by limit_open.",
             stats.accepted(),
+        )?;
+        let durations = stats.durations();
+        page.histogram(
+            "connection_duration_seconds",
+            "How long connections stayed open (limit_open), from the stream to their drop.",
+            durations.buckets(),
+            durations.sum(),
+            durations.count(),
         )?;
     } else {
         page.gauge(

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use self::durations::nanos;
 pub use self::durations::DurationHistogram;
-use self::durations::{nanos, Durations};
-pub(crate) use self::durations::{Clock, Stamp};
+pub(crate) use self::durations::{Clock, Durations, Stamp};
 
 mod durations;
 

@@ -358,7 +358,28 @@ fn without_listen_the_counters_of_limit_open_are_the_servers_connections() {
         Some("counter")
     );
     assert_eq!(value(&full, "tk_listen_open_connections"), None);
-    assert_values(&empty, &[("tk_listen_connections_running", 0.0)]);
+    assert_eq!(
+        type_of(&full, "tk_listen_connection_duration_seconds_count").as_deref(),
+        Some("histogram")
+    );
+    assert_values(
+        &full,
+        &[("tk_listen_connection_duration_seconds_count", 0.0)],
+    );
+    // Both closed, after staying open while the first page was parsed.
+    assert_values(
+        &empty,
+        &[
+            ("tk_listen_connections_running", 0.0),
+            ("tk_listen_connection_duration_seconds_count", 2.0),
+            (
+                "tk_listen_connection_duration_seconds_bucket{le=\"+Inf\"}",
+                2.0,
+            ),
+        ],
+    );
+    let sum = value(&empty, "tk_listen_connection_duration_seconds_sum").unwrap();
+    assert!(sum > 0.0, "sum {}", sum);
 }
 
 #[test]

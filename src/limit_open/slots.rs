@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::stats::{DurationHistogram, Durations};
+
 /// Live counters of a [`LimitOpen`](crate::LimitOpen) stream: the cap,
 /// connections open now and so far, and how often and how long the stream
 /// waited at the cap.
@@ -86,6 +88,31 @@ impl OpenStats {
     pub fn is_full(&self) -> bool {
         self.slots.full_since.load(Ordering::Relaxed) != 0
     }
+
+    /// How long the connections that were closed stayed open, from the
+    /// moment the stream yielded each to the drop of its
+    /// [`OpenConnection`](crate::OpenConnection): the histogram of
+    /// [`ListenStats::durations`](crate::ListenStats::durations), for a
+    /// server that spawns its own connections. Its count is
+    /// `accepted - open`, give or take the connections closing meanwhile.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{stream, Stream};
+    /// use tk_listen::ListenExt;
+    ///
+    /// let accepts = stream::iter_ok::<_, ()>(vec![("first", ()), ("second", ())]);
+    /// let limited = accepts.limit_open(10);
+    /// let stats = limited.stats();
+    /// let open: Vec<_> = limited.wait().collect::<Result<_, _>>().unwrap();
+    /// assert_eq!(stats.durations().count(), 0);
+    /// drop(open);
+    /// assert_eq!(stats.durations().count(), 2);
+    /// ```
+    pub fn durations(&self) -> DurationHistogram {
+        self.slots.durations.read()
+    }
 }
 
 impl fmt::Debug for OpenStats {
@@ -96,13 +123,14 @@ impl fmt::Debug for OpenStats {
             .field("accepted", &self.accepted())
             .field("full_periods", &self.full_periods())
             .field("full_time", &self.full_time())
+            .field("durations", &self.durations())
             .finish()
     }
 }
 
-/// The shared state. `open` is the only field a connection touches when it
-/// closes: one atomic subtraction, and the lock of `waiting` only for the
-/// connection that frees the first slot of a stream waiting at the cap.
+/// The shared state. A connection that closes touches `open` (one atomic
+/// subtraction) and `durations`, and the lock of `waiting` only if it frees
+/// the first slot of a stream waiting at the cap.
 /// The `full_*` fields are written by the stream only.
 pub(super) struct Slots {
     max: usize,
@@ -116,6 +144,8 @@ pub(super) struct Slots {
     /// When the wait in progress began, in nanoseconds after `start` plus
     /// one; 0 when the stream is not waiting.
     full_since: AtomicU64,
+    /// How long the closed connections were open.
+    durations: Durations,
     start: Instant,
 }
 
@@ -130,6 +160,7 @@ impl Slots {
             full_periods: AtomicU64::new(0),
             full_nanos: AtomicU64::new(0),
             full_since: AtomicU64::new(0),
+            durations: Durations::new(),
             start: Instant::now(),
         })
     }
@@ -154,6 +185,7 @@ impl Slots {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         OpenSlot {
             slots: self.clone(),
+            opened: self.nanos_now(),
         }
     }
 
@@ -200,11 +232,15 @@ impl Slots {
 /// stream if it was waiting for one.
 pub(super) struct OpenSlot {
     slots: Arc<Slots>,
+    /// When the stream yielded the connection ([`Slots::nanos_now`]).
+    opened: u64,
 }
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
         let slots = &self.slots;
+        let open_for = slots.nanos_now().saturating_sub(self.opened);
+        slots.durations.record_concurrent(open_for);
         if slots.open.fetch_sub(1, Ordering::SeqCst) == slots.max {
             wake_the_stream(slots);
         }

@@ -42,7 +42,10 @@ const BUCKETS: usize = BOUNDS_NANOS.len() + 1;
 
 /// A reading of the histogram of connection durations of a
 /// [`ListenStats`](crate::ListenStats), from
-/// [`ListenStats::durations`](crate::ListenStats::durations).
+/// [`ListenStats::durations`](crate::ListenStats::durations) (or of a
+/// `limit_open` stream, from
+/// [`OpenStats::durations`](crate::OpenStats::durations), where a
+/// connection lasts from its stream's yield to its drop).
 ///
 /// Every connection that ended (finished, failed, panicked or aborted) is in
 /// it, with the time from its start (the poll of the server that took it from
@@ -138,13 +141,13 @@ impl fmt::Debug for DurationHistogram {
 
 /// The live histogram: one writer at a time, like the other counters, or
 /// several through [`record_concurrent`](Durations::record_concurrent).
-pub(super) struct Durations {
+pub(crate) struct Durations {
     counts: [AtomicU64; BUCKETS],
     sum_nanos: AtomicU64,
 }
 
 impl Durations {
-    pub(super) fn new() -> Durations {
+    pub(crate) fn new() -> Durations {
         Durations {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanos: AtomicU64::new(0),
@@ -159,15 +162,14 @@ impl Durations {
     }
 
     /// [`record`](Durations::record) for writers on several threads at
-    /// once (the tasks of tokio 1's `listen`).
-    #[cfg(feature = "tokio1")]
+    /// once (the tasks of tokio 1's `listen`, `limit_open`'s connections).
     #[inline]
-    pub(super) fn record_concurrent(&self, nanos: u64) {
+    pub(crate) fn record_concurrent(&self, nanos: u64) {
         self.counts[bucket(nanos)].fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
-    pub(super) fn read(&self) -> DurationHistogram {
+    pub(crate) fn read(&self) -> DurationHistogram {
         DurationHistogram {
             counts: std::array::from_fn(|i| self.counts[i].load(Relaxed)),
             sum_nanos: self.sum_nanos.load(Relaxed),

@@ -136,6 +136,7 @@ pub fn the_stats_page_has_the_contracts_counters(addr: SocketAddr) {
         ("tk_listen_connections_running", "gauge"),
         ("tk_listen_peer_rejected_total", "counter"),
         ("tk_listen_queued_connections", "gauge"),
+        ("tk_listen_connection_duration_seconds_count", "histogram"),
     ] {
         assert_eq!(
             type_of(&parsed, name).as_deref(),
