@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! cargo run --features tokio1,handover --example tokio1              # listens on 127.0.0.1:8080
-//! cargo run --features tokio1,handover --example tokio1 0.0.0.0:9000 # or anywhere else
+//! cargo run --features tokio1,handover --example tokio1 -- 0.0.0.0:9000 # or anywhere else
 //! nc 127.0.0.1 8080                                         # in another terminal
 //! RUST_LOG=debug cargo run --features tokio1,handover --example tokio1   # more detail
 //! ```
