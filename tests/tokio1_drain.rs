@@ -12,14 +12,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tk_listen::tokio1::{Drain, ListenExt};
 use tokio::sync::oneshot;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 
 use tokio1_support::{
     init_logging, poll_once, run, stream_fn, CountingNotify, Flavour, Server, FLAVOURS, GENEROUS,
@@ -401,4 +401,69 @@ fn a_hyper_server_closes_an_idle_keep_alive_connection_at_once_and_finishes_the_
             stats
         );
     }
+}
+
+/// A stream of accepts that counts its polls and says when it is dropped.
+struct CountedAccepts {
+    polls: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Stream for CountedAccepts {
+    type Item = u32;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<u32>> {
+        Poll::Ready(Some(self.polls.fetch_add(1, Ordering::SeqCst) as u32))
+    }
+}
+
+impl Drop for CountedAccepts {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn stop_accepting_never_polls_the_accepts_again_once_the_drain_began() {
+    let (polls, dropped) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let mut accepts = drain.stop_accepting(CountedAccepts {
+        polls: polls.clone(),
+        dropped: dropped.clone(),
+    });
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert_eq!(
+        Pin::new(&mut accepts).poll_next(&mut cx),
+        Poll::Ready(Some(0))
+    );
+    // The signal fires; nobody polled the drain yet: the stream itself
+    // begins it, before accepting.
+    stop.send(()).unwrap();
+    assert_eq!(Pin::new(&mut accepts).poll_next(&mut cx), Poll::Pending);
+    assert!(drain.is_draining());
+    assert!(dropped.load(Ordering::SeqCst), "the accepts were kept");
+    assert_eq!(Pin::new(&mut accepts).poll_next(&mut cx), Poll::Pending);
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn stop_accepting_stops_at_a_drain_begun_by_hand() {
+    let (polls, dropped) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let drain = Drain::new(std::future::pending::<()>());
+    let mut accepts = drain.stop_accepting(CountedAccepts {
+        polls: polls.clone(),
+        dropped: dropped.clone(),
+    });
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    drain.begin();
+    assert_eq!(Pin::new(&mut accepts).poll_next(&mut cx), Poll::Pending);
+    assert!(dropped.load(Ordering::SeqCst));
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
 }

@@ -72,6 +72,8 @@ pub async fn serve(
         shutdown.await;
         log::info!("shutting down: no new connections, draining the open ones");
     });
+    // No accept after the drain began, even before axum's loop hears of it.
+    let accepts = drain.stop_accepting(accepts);
     let server = axum::serve(axum_listener(accepts, local_addr), app)
         .with_graceful_shutdown(drain.clone())
         .into_future();

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use futures_core::Stream;
 use pin_project_lite::pin_project;
 
 use super::state::{DrainParts, WatchParts};
@@ -190,6 +191,92 @@ impl Drain {
             conn,
             parts: self.parts.watch(on_drain),
         }
+    }
+
+    /// Stops `accepts`, a stream of accepted connections, the moment the
+    /// drain begins: for a server that spawns its own connections, such as
+    /// `axum::serve` on [`axum_listener`](crate::tokio1::axum_listener).
+    ///
+    /// The stream yields what `accepts` yields until the drain has begun;
+    /// from then on it drops `accepts` (closing its listener, so that new
+    /// clients are refused, or after a handover go to the successor) and
+    /// stays pending without ever ending. Each poll looks at the drain
+    /// before polling `accepts`, and polls this `Drain`'s signal as the
+    /// `Drain` future does, so a stream polled after the drain began
+    /// never accepts again.
+    ///
+    /// Why it matters: a server told to drain closes its idle keep-alive
+    /// connections, and their clients connect again at once. A server that
+    /// learns of the drain in its accept loop later than its connections
+    /// do (axum's graceful shutdown tells both from a task of its own)
+    /// may accept such a client in between and then close it before
+    /// reading its request, which the client sees as a failed request.
+    /// `listen(n)` with
+    /// [`with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown)
+    /// needs none of this: it stops accepting in the very poll where the
+    /// drain begins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::pin::Pin;
+    /// use std::task::Poll;
+    ///
+    /// use tk_listen::tokio1::Drain;
+    /// use tokio_stream::{Stream, StreamExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let drain = Drain::new(std::future::pending::<()>());
+    /// let mut accepts = drain.stop_accepting(tokio_stream::iter(vec![1, 2, 3]));
+    /// assert_eq!(accepts.next().await, Some(1));
+    /// drain.begin();
+    /// let next = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut accepts).poll_next(cx))).await;
+    /// assert_eq!(next, Poll::Pending); // not 2, and not the end
+    /// # });
+    /// ```
+    pub fn stop_accepting<S>(&self, accepts: S) -> StopAccepting<S>
+    where
+        S: Stream + Unpin,
+    {
+        StopAccepting {
+            accepts: Some(accepts),
+            drain: self.clone(),
+        }
+    }
+}
+
+/// A stream of accepted connections that stops when a drain begins.
+///
+/// Made by [`Drain::stop_accepting`].
+#[must_use = "streams do nothing unless polled"]
+pub struct StopAccepting<S> {
+    /// `None` once the drain has begun.
+    accepts: Option<S>,
+    drain: Drain,
+}
+
+impl<S: Stream + Unpin> Stream for StopAccepting<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        if this.accepts.is_some() && Pin::new(&mut this.drain).poll(cx).is_ready() {
+            log::debug!("the drain began: no more connections are accepted");
+            this.accepts = None;
+        }
+        match &mut this.accepts {
+            Some(accepts) => Pin::new(accepts).poll_next(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for StopAccepting<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopAccepting")
+            .field("accepts", &self.accepts)
+            .field("drain", &self.drain)
+            .finish()
     }
 }
 

@@ -65,6 +65,12 @@ pub struct AxumListener<S> {
 ///   clients are refused), calls `graceful_shutdown()` on every connection
 ///   (idle HTTP/1.1 keep-alive connections close at once, h2 gets a GOAWAY,
 ///   requests in flight complete) and resolves once they have all closed.
+///   It tells its accept loop from a task of its own, so that loop may
+///   still accept a client that just reconnected after its idle
+///   connection was closed, and then close it before reading its request.
+///   [`Drain::stop_accepting`](super::Drain::stop_accepting) on the stream
+///   given here closes that window: with the drain that is axum's signal,
+///   nothing is accepted once the drain has begun.
 /// - It has no deadline, and [`Listen::drain_deadline`](super::Listen::drain_deadline)
 ///   doesn't apply: race it against a timer that starts with the signal.
 ///   A [`Drain`](super::Drain) is that signal for both, as in the example:
@@ -105,8 +111,10 @@ pub struct AxumListener<S> {
 ///         .limit_per_peer(8)
 ///         .limit_open(1000);
 ///
-///     // One drain for both: axum's graceful shutdown, and the deadline's start.
+///     // One drain for all: the accepts, axum's graceful shutdown, and the
+///     // deadline's start.
 ///     let drain = Drain::new(async { tokio::signal::ctrl_c().await.ok(); });
+///     let accepts = drain.stop_accepting(accepts);
 ///     let server = axum::serve(
 ///         axum_listener(accepts, local_addr),
 ///         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -22,7 +22,7 @@
 //! | [`crate::ListenExt::take_until`]`(signal)` | [`Listen::with_graceful_shutdown`]`(signal)` |
 //! | [`crate::ListenExt::limit_per_peer`]`(k)` | [`ListenExt::limit_per_peer`]`(k)`: the same table, [`PeerConnection`] and [`PeerStats`] |
 //! | [`crate::ListenExt::limit_open`]`(n)` | [`ListenExt::limit_open`]`(n)`: the same [`OpenConnection`] and [`OpenStats`] |
-//! | [`crate::Drain`]`::new(signal)`, `drain.watch(conn, on_drain)` | [`Drain`]`::new(signal)`, `drain.watch(conn, on_drain)` |
+//! | [`crate::Drain`]`::new(signal)`, `drain.watch(conn, on_drain)` | [`Drain`]`::new(signal)`, `drain.watch(conn, on_drain)`; [`Drain::stop_accepting`]`(accepts)` for `axum::serve` |
 //! | [`crate::WithGracefulShutdown::drain_deadline`]`(d, &handle)` | [`Listen::drain_deadline`]`(d)`, [`LocalListen::drain_deadline`]`(d)` |
 //! | [`AcceptStats`](crate::AcceptStats), [`ListenStats`](crate::ListenStats) | the same types |
 //! | [`Metrics`](crate::Metrics), [`AcceptQueue`](crate::AcceptQueue) | the same types |
@@ -94,7 +94,7 @@ pub use self::incoming::{bind, bind_with_backlog, incoming, Incoming, DEFAULT_BA
 pub use self::listen::Listen;
 pub use self::local_listen::LocalListen;
 pub use self::sleep_on_error::SleepOnError;
-pub use crate::drain::tokio1::{Drain, Watch};
+pub use crate::drain::tokio1::{Drain, StopAccepting, Watch};
 /// The handover's types work on both stacks: its futures are
 /// `std::future::Future`s too.
 #[cfg(all(feature = "handover", unix))]
