@@ -55,8 +55,11 @@ printf '%-12s %-12s %14s %20s %10s\n' mode server instr/request "(min..max)" "tk
 for mode in "${modes[@]}"; do
     for pair in "hyper_tk hyper_plain" "axum_tk axum_plain"; do
         read -r tk plain <<<"$pair"
-        read -r t tlo thi < <(per_request "$tk" "$mode")
-        read -r p plo phi < <(per_request "$plain" "$mode")
+        # (assignments first, so that a failed count stops the script)
+        tk_counts=$(per_request "$tk" "$mode")
+        plain_counts=$(per_request "$plain" "$mode")
+        read -r t tlo thi <<<"$tk_counts"
+        read -r p plo phi <<<"$plain_counts"
         printf '%-12s %-12s %14.1f %20s\n' "$mode" "$tk" "$t" "($tlo..$thi)"
         awk -v m="$mode" -v s="$plain" -v p="$p" -v r="($plo..$phi)" -v t="$t" \
             'BEGIN { printf "%-12s %-12s %14.1f %20s %10.3f\n", m, s, p, r, t / p }'
