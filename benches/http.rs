@@ -9,9 +9,17 @@
 //! its CPU time is read from `/proc` apart from the load generator's.
 //! Settings and figures: `benches/README.md`.
 //!
+//! For instruction counts that load doesn't change, `http count NAME MODE N`
+//! (what `benches/callgrind_http.sh` runs under callgrind) serves as `NAME`
+//! on a `current_thread` runtime in its main thread, inside `serve_counted`,
+//! until a client child process has made `N` requests and exited: `http
+//! client MODE N ADDR` for `keep-alive` and `close`, `h2load -m 1` for
+//! `h2c`, each over 4 connections.
+//!
 //! ```sh
 //! cargo bench --features axum --bench http                 # about 3 minutes
 //! HTTP_ROUNDS=5 HTTP_SECONDS=5 cargo bench --features axum --bench http
+//! bash benches/callgrind_http.sh                          # instructions per request
 //! ```
 
 mod support;
@@ -20,8 +28,10 @@ mod support;
 #[allow(dead_code)]
 mod hyper_example;
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -33,6 +43,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tk_listen::tokio1::{axum_listener, incoming, ListenExt};
 use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 
 use support::{env_usize, median, min_max, process_cpu, round_order};
 
@@ -44,11 +55,23 @@ const SERVERS: [&str; 4] = ["hyper_tk", "hyper_plain", "axum_tk", "axum_plain"];
 const CONNECTIONS: usize = 32;
 /// Clients of the `EMFILE` storm, against 64 descriptors.
 const STORM_CLIENTS: usize = 200;
+/// Connections of the client of `http count`.
+const COUNT_CONNECTIONS: usize = 4;
+/// The counted client's keep-alive request.
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: tk-listen\r\n\r\n";
+/// The counted client's request that asks the server to close.
+const CLOSE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: tk-listen\r\nConnection: close\r\n\r\n";
+/// How long the counted client waits for an answer (the server runs under
+/// valgrind, tens of times slower than natively).
+const COUNT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("serve") {
-        return serve(&args[1]);
+    match args.first().map(String::as_str) {
+        Some("serve") => return serve(&args[1]),
+        Some("count") => return count(&args[1..]),
+        Some("client") => return client(&args[1..]),
+        _ => {}
     }
     if args.iter().any(|a| a == "--list") || args.iter().any(|a| a == "--test") {
         return; // `cargo test --benches` and `--list`: nothing to run
@@ -305,33 +328,195 @@ fn serve(name: &str) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        // A backlog of 1024 (tokio's default is 128), so that the storm's
-        // 200 clients all wait in it, for both variants alike.
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
-        let listener = socket.listen(1024).unwrap();
-        let addr = listener.local_addr().unwrap();
-        println!("listening on {}", addr);
-        let pending = std::future::pending::<()>();
-        match name {
-            "hyper_tk" => {
-                let config = hyper_example::config(CONNECTIONS * 4);
-                hyper_example::serve(listener, None, config, pending).await
-            }
-            "hyper_plain" => plain_hyper(listener).await,
-            "axum_tk" => {
-                let accepts = incoming(listener)
-                    .sleep_on_error(Duration::from_millis(100))
-                    .limit_per_peer(CONNECTIONS * 4)
-                    .limit_open(1000);
-                axum::serve(axum_listener(accepts, addr), router())
-                    .await
-                    .unwrap()
-            }
-            "axum_plain" => axum::serve(listener, router()).await.unwrap(),
-            _ => panic!("no server {:?}", name),
-        }
+        let listener = bind();
+        println!("listening on {}", listener.local_addr().unwrap());
+        run_server(name, listener).await
     });
+}
+
+/// A listener on 127.0.0.1 port 0 with a backlog of 1024 (tokio's default
+/// is 128), so that the storm's 200 clients all wait in it, for both
+/// variants alike. Call it inside the runtime.
+fn bind() -> TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    socket.listen(1024).unwrap()
+}
+
+/// Server `name` on `listener`, for ever.
+async fn run_server(name: &str, listener: TcpListener) {
+    let addr = listener.local_addr().unwrap();
+    let pending = std::future::pending::<()>();
+    match name {
+        "hyper_tk" => {
+            let config = hyper_example::config(CONNECTIONS * 4);
+            hyper_example::serve(listener, None, config, pending).await
+        }
+        "hyper_plain" => plain_hyper(listener).await,
+        "axum_tk" => {
+            let accepts = incoming(listener)
+                .sleep_on_error(Duration::from_millis(100))
+                .limit_per_peer(CONNECTIONS * 4)
+                .limit_open(1000);
+            axum::serve(axum_listener(accepts, addr), router())
+                .await
+                .unwrap()
+        }
+        "axum_plain" => axum::serve(listener, router()).await.unwrap(),
+        _ => panic!("no server {:?}", name),
+    }
+}
+
+/// `http count NAME MODE N`: serves as `NAME` on a `current_thread` runtime
+/// in this thread while a client child process makes `N` requests, then
+/// returns. Valgrind does not follow the child (no `--trace-children`), so
+/// only the server runs under it; `benches/callgrind_http.sh` counts the
+/// instructions inside `serve_counted`.
+fn count(args: &[String]) {
+    let usage = "usage: http count hyper_tk|hyper_plain|axum_tk|axum_plain keep-alive|close|h2c N";
+    let [name, mode, n] = args else {
+        panic!("{}", usage)
+    };
+    let n: usize = n.parse().unwrap_or_else(|_| panic!("{}", usage));
+    assert!(SERVERS.contains(&name.as_str()), "{}", usage);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(async { bind() });
+    let addr = listener.local_addr().unwrap();
+    let mut client = match mode.as_str() {
+        "h2c" => {
+            let mut c = Command::new("h2load");
+            c.args(["-n", &n.to_string(), "-c", &COUNT_CONNECTIONS.to_string()])
+                .args(["-m", "1", &format!("http://{}/", addr)]);
+            c
+        }
+        "keep-alive" | "close" => {
+            let mut c = Command::new(std::env::current_exe().unwrap());
+            c.args(["client", mode, &n.to_string(), &addr.to_string()]);
+            c
+        }
+        _ => panic!("{}", usage),
+    };
+    let client = client
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the client (h2load: apt-get install nghttp2-client)");
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    let waiter = std::thread::spawn(move || {
+        let out = client.wait_with_output();
+        let _ = done.send(());
+        out
+    });
+    serve_counted(
+        &runtime,
+        Box::pin(async move {
+            tokio::select! {
+                _ = run_server(name, listener) => {}
+                _ = stopped => {}
+            }
+        }),
+    );
+    let out = waiter.join().unwrap().expect("wait for the client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the client failed: {}", stdout);
+    if mode == "h2c" {
+        assert_eq!(requests("h2load", &stdout), n as f64, "h2load: {}", stdout);
+    }
+    println!("{} answered {} requests ({})", name, n, mode);
+}
+
+/// Runs `server` on `runtime` until it returns: the instructions
+/// `benches/callgrind_http.sh` counts.
+#[inline(never)]
+fn serve_counted(runtime: &Runtime, server: Pin<Box<dyn Future<Output = ()> + '_>>) {
+    runtime.block_on(server)
+}
+
+/// `http client MODE N ADDR`: `N` requests for `GET /` over
+/// `COUNT_CONNECTIONS` connections, in rounds of one request on each:
+/// `keep-alive` keeps the connections for all rounds, `close` connects anew
+/// for each request and asks the server to close. Panics on a wrong answer.
+fn client(args: &[String]) {
+    let usage = "usage: http client keep-alive|close N ADDR";
+    let [mode, n, addr] = args else {
+        panic!("{}", usage)
+    };
+    let n: usize = n.parse().unwrap_or_else(|_| panic!("{}", usage));
+    let addr: SocketAddr = addr.parse().unwrap_or_else(|_| panic!("{}", usage));
+    assert!(
+        n.is_multiple_of(COUNT_CONNECTIONS),
+        "{} requests are not a whole number of rounds of {}",
+        n,
+        COUNT_CONNECTIONS
+    );
+    let connect = || {
+        let client = TcpStream::connect(addr).expect("connect");
+        client.set_read_timeout(Some(COUNT_TIMEOUT)).unwrap();
+        client.set_nodelay(true).unwrap();
+        client
+    };
+    match mode.as_str() {
+        "keep-alive" => {
+            let mut clients: Vec<BufReader<TcpStream>> = (0..COUNT_CONNECTIONS)
+                .map(|_| BufReader::new(connect()))
+                .collect();
+            for _ in 0..n / COUNT_CONNECTIONS {
+                for client in &mut clients {
+                    client.get_mut().write_all(REQUEST).unwrap();
+                }
+                for client in &mut clients {
+                    read_response(client);
+                }
+            }
+        }
+        "close" => {
+            for _ in 0..n / COUNT_CONNECTIONS {
+                let clients: Vec<TcpStream> = (0..COUNT_CONNECTIONS)
+                    .map(|_| {
+                        let mut client = connect();
+                        client.write_all(CLOSE_REQUEST).unwrap();
+                        client
+                    })
+                    .collect();
+                for client in clients {
+                    let mut client = BufReader::new(client);
+                    read_response(&mut client);
+                    let mut rest = Vec::new();
+                    client.read_to_end(&mut rest).unwrap();
+                    assert!(rest.is_empty(), "more after the answer: {:?}", rest);
+                }
+            }
+        }
+        _ => panic!("{}", usage),
+    }
+}
+
+/// Reads one answer to `GET /` (status 200, a `content-length`, the body
+/// `BODY`) from `client`.
+fn read_response(client: &mut BufReader<TcpStream>) {
+    let mut line = String::new();
+    client.read_line(&mut line).expect("read the status line");
+    assert!(line.starts_with("HTTP/1.1 200 "), "answer: {:?}", line);
+    let mut length = None;
+    loop {
+        line.clear();
+        client.read_line(&mut line).expect("read a header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut body = vec![0; length.expect("a content-length")];
+    client.read_exact(&mut body).expect("read the body");
+    assert_eq!(body, BODY.as_bytes(), "the body");
 }
 
 /// `GET /` of both axum variants.
