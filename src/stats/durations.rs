@@ -40,9 +40,6 @@ const SEC: u64 = 1_000_000_000;
 /// Buckets, the `+Inf` one included.
 const BUCKETS: usize = BOUNDS_NANOS.len() + 1;
 
-/// [`BUCKETS`] rounded up to a power of two.
-const SLOTS: usize = BUCKETS.next_power_of_two();
-
 /// A reading of the histogram of connection durations of a
 /// [`ListenStats`](crate::ListenStats), from
 /// [`ListenStats::durations`](crate::ListenStats::durations).
@@ -141,9 +138,7 @@ impl fmt::Debug for DurationHistogram {
 
 /// The live histogram: one writer at a time, like the other counters.
 pub(super) struct Durations {
-    /// The first [`BUCKETS`] are the buckets; the array is a power of two
-    /// long so that a masked index needs no bounds check.
-    counts: [AtomicU64; SLOTS],
+    counts: [AtomicU64; BUCKETS],
     sum_nanos: AtomicU64,
 }
 
@@ -173,12 +168,11 @@ impl Durations {
 /// The bucket of a duration: the first whose bound is at least `nanos`.
 /// The position of the highest bit of `nanos` picks the first bucket it can
 /// be in ([`CANDIDATE`]); as two bounds are at least twice apart, it is that
-/// one or the next, which one comparison tells, without a branch. The result
-/// is below [`SLOTS`], masked so that indexing needs no bounds check.
+/// one or the next, which one comparison tells, without a branch.
 #[inline]
 fn bucket(nanos: u64) -> usize {
     let (first, bound) = CANDIDATE[(nanos | 1).ilog2() as usize];
-    (usize::from(first) + usize::from(nanos > bound)) & (SLOTS - 1)
+    usize::from(first) + usize::from(nanos > bound)
 }
 
 /// For a duration whose highest bit is bit `k` (at least `2^k` ns; 0 and 1
