@@ -146,13 +146,15 @@ impl ListenStats {
         c.running.fetch_sub(n, Relaxed);
     }
 
-    /// Counts a connection that started at `started` and ended at `now`.
+    /// Counts a connection that started at `started` and ended at `now`
+    /// (not before: both come from [`Clock`]s of this server, read from a
+    /// monotonic clock, so the subtraction needs no check).
     #[inline]
     pub(crate) fn record_end(&self, outcome: Outcome, started: Stamp, now: Stamp) {
         let c = &*self.counters;
         sub(&c.running, 1);
         add(c.outcome(outcome), 1);
-        c.durations.record(now.saturating_sub(started));
+        c.durations.record(now.wrapping_sub(started));
     }
 
     /// Counts the connections cut unfinished now (the server dropped, or

@@ -5,7 +5,7 @@ use futures::{executor, Async, Future, IntoFuture, Poll, Stream};
 use log::info;
 
 use crate::limits::{check_max_connections, yield_to_other_tasks, POLL_BUDGET};
-use crate::stats::{Clock, ListenStats};
+use crate::stats::ListenStats;
 
 use self::pool::{Pool, Wakeups, STREAM};
 
@@ -287,7 +287,7 @@ where
         // that a flood of short connections can't keep this loop going for as
         // long as clients arrive.
         let mut budget = POLL_BUDGET;
-        let mut clock = Clock::new();
+        self.connections.new_poll();
         self.wakeups.take(&mut self.woken);
         let mut handled = 0;
         for &id in &self.woken {
@@ -297,7 +297,7 @@ where
             handled += 1;
             if id == STREAM {
                 self.stream_may_be_ready = true;
-            } else if self.connections.poll(id, &self.wakeups, &mut clock) {
+            } else if self.connections.poll(id, &self.wakeups) {
                 budget -= 1;
             }
         }
@@ -312,7 +312,7 @@ where
                 Async::Ready(Some(connection)) => {
                     budget -= 1;
                     let future = connection.into_future();
-                    self.connections.start(future, &self.wakeups, &mut clock);
+                    self.connections.start(future, &self.wakeups);
                 }
                 Async::Ready(None) => self.stream_ended = true,
                 // It will wake this task with the id `STREAM`.

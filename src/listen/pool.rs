@@ -31,6 +31,10 @@ pub(super) struct Pool<F> {
     /// Empty slots, reused last-freed first.
     free: Vec<usize>,
     running: usize,
+    /// The time stamp of the current poll of the `Listen`, shared by the
+    /// connections that start or end in it (a field rather than an
+    /// argument: one register fewer to keep across a connection's poll).
+    clock: Clock,
     /// Counts every start and end, the end before the future is dropped (and
     /// with it, say, the socket closed), so that a client that sees its
     /// connection close sees it counted.
@@ -46,6 +50,7 @@ where
             slots: Vec::new(),
             free: Vec::new(),
             running: 0,
+            clock: Clock::new(),
             stats,
         }
     }
@@ -54,8 +59,15 @@ where
         self.running
     }
 
+    /// Begins a poll of the `Listen`: the starts and ends from here on
+    /// happen at a new time.
+    #[inline]
+    pub(super) fn new_poll(&mut self) {
+        self.clock = Clock::new();
+    }
+
     /// Polls a new connection once, and keeps it if it is still running.
-    pub(super) fn start(&mut self, mut future: F, wakeups: &Arc<Wakeups>, clock: &mut Clock) {
+    pub(super) fn start(&mut self, mut future: F, wakeups: &Arc<Wakeups>) {
         self.stats.record_start();
         let slot = self.free.last().copied().unwrap_or(self.slots.len());
         if let Some(outcome) = poll_connection(&mut future, slot + 1, wakeups) {
@@ -63,7 +75,7 @@ where
             self.stats.record_end(outcome, 0, 0);
             return;
         }
-        let started = clock.now(self.stats.epoch());
+        let started = self.clock.now(self.stats.epoch());
         if slot == self.slots.len() {
             self.slots.push(Some((future, started)));
         } else {
@@ -75,7 +87,7 @@ where
 
     /// Polls the connection with wake-up id `id`, if it still runs, and
     /// frees its slot if it ended; says whether it ended.
-    pub(super) fn poll(&mut self, id: usize, wakeups: &Arc<Wakeups>, clock: &mut Clock) -> bool {
+    pub(super) fn poll(&mut self, id: usize, wakeups: &Arc<Wakeups>) -> bool {
         let slot = id - 1;
         let Some(Some((future, started))) = self.slots.get_mut(slot) else {
             return false; // a late wake-up of a connection that ended
@@ -83,8 +95,9 @@ where
         let Some(outcome) = poll_connection(future, id, wakeups) else {
             return false;
         };
-        self.stats
-            .record_end(outcome, *started, clock.now(self.stats.epoch()));
+        let started = *started;
+        let now = self.clock.now(self.stats.epoch());
+        self.stats.record_end(outcome, started, now);
         self.slots[slot] = None;
         self.free.push(slot);
         self.running -= 1;

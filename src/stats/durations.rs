@@ -178,23 +178,23 @@ impl Durations {
 }
 
 /// The bucket of a duration: the first whose bound is at least `nanos`.
-/// The number of bits of `nanos` picks the first bucket it can be in
-/// ([`CANDIDATE`]); as two bounds are at least twice apart, it is that one
-/// or the next, which one comparison tells, without a branch.
+/// The position of the highest bit of `nanos` picks the first bucket it can
+/// be in ([`CANDIDATE`]); as two bounds are at least twice apart, it is that
+/// one or the next, which one comparison tells, without a branch.
 #[inline]
 fn bucket(nanos: u64) -> usize {
-    let bits = (u64::BITS - nanos.leading_zeros()) as usize;
-    let (first, bound) = CANDIDATE[bits];
+    let (first, bound) = CANDIDATE[(nanos | 1).ilog2() as usize];
     usize::from(first) + usize::from(nanos > bound)
 }
 
-/// For a duration of `bits` bits (at least `2^(bits - 1)` ns), the first
-/// bucket it can be in, and that bucket's bound (`u64::MAX` for `+Inf`).
-const CANDIDATE: [(u8, u64); 65] = {
-    let mut table = [(0, 0); 65];
-    let mut bits = 0;
-    while bits <= 64 {
-        let least = if bits == 0 { 0 } else { 1u64 << (bits - 1) };
+/// For a duration whose highest bit is bit `k` (at least `2^k` ns; 0 and 1
+/// ns both at `k == 0`), the first bucket it can be in, and that bucket's
+/// bound (`u64::MAX` for `+Inf`).
+const CANDIDATE: [(u8, u64); 64] = {
+    let mut table = [(0, 0); 64];
+    let mut k = 0;
+    while k < 64 {
+        let least = if k == 0 { 0 } else { 1u64 << k };
         let mut i = 0;
         while i < BOUNDS_NANOS.len() && BOUNDS_NANOS[i] < least {
             i += 1;
@@ -204,8 +204,8 @@ const CANDIDATE: [(u8, u64); 65] = {
         } else {
             u64::MAX
         };
-        table[bits] = (i as u8, bound);
-        bits += 1;
+        table[k] = (i as u8, bound);
+        k += 1;
     }
     table
 };
