@@ -281,8 +281,8 @@ pin_project! {
     /// `pin-project-lite` (already a dependency of tokio) because this crate
     /// forbids `unsafe` code. Boxing the connection instead costs an
     /// allocation per connection, and an `async fn` wrapper stores the
-    /// connection future twice in the task ("tokio 1" in
-    /// `benches/README.md`).
+    /// connection future twice in the task (measured when this was written;
+    /// the figures are in this file's history).
     pub(crate) struct Run<F> {
         #[pin]
         connection: F,
