@@ -30,7 +30,7 @@ const BAD_HTTP_ARGS: [&[&str]; 9] = [
 ];
 
 fn assert_refused(example: &str, args: &[&str]) {
-    let (status, stderr) = run_to_exit(
+    let (status, _, stderr) = run_to_exit(
         Command::new(built_example(example))
             .args(args)
             .env("RUST_LOG", "off"),
@@ -63,5 +63,26 @@ fn a_bad_argument_of_the_tokio1_example_prints_the_usage_line_and_exits_2() {
         &["127.0.0.1:0", "--bogus"],
     ] {
         assert_refused("tokio1", args);
+    }
+}
+
+#[test]
+fn help_prints_the_usage_line_and_exits_0() {
+    for example in ["http", "hyper", "axum"] {
+        // With an address of port 0: if `--help` were taken for a bad
+        // argument or ignored, the test still ends (exit 2, or killed).
+        let (status, stdout, stderr) = run_to_exit(
+            Command::new(built_example(example))
+                .args(["--help", "127.0.0.1:0"])
+                .env("RUST_LOG", "off"),
+            GENEROUS,
+        );
+        assert_eq!(status.code(), Some(0), "{}: {}{}", example, stdout, stderr);
+        assert!(
+            stdout.contains(&format!("usage: {} [ADDR]", example)),
+            "{}: {}",
+            example,
+            stdout
+        );
     }
 }

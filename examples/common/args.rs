@@ -30,8 +30,13 @@ pub fn usage(name: &str) -> String {
 }
 
 /// The process's arguments; on a bad one, prints it and the usage line of
-/// example `name` to standard error and exits with status 2.
+/// example `name` to standard error and exits with status 2. `-h` or
+/// `--help` prints the usage line and exits 0.
 pub fn parse_or_exit(name: &str) -> Args {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{}", usage(name));
+        process::exit(0);
+    }
     parse(std::env::args().skip(1)).unwrap_or_else(|e| {
         eprintln!("{}\n{}", e, usage(name));
         process::exit(2);

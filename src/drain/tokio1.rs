@@ -200,7 +200,9 @@ impl Drain {
     /// The stream yields what `accepts` yields until the drain has begun;
     /// from then on it drops `accepts` (closing its listener, so that new
     /// clients are refused, or after a handover go to the successor) and
-    /// stays pending without ever ending. Each poll looks at the drain
+    /// stays pending without ever ending, and without waking anyone: the
+    /// code that polls it must stop by other means, as `axum::serve` does
+    /// on its `with_graceful_shutdown` signal (give it the same drain). Each poll looks at the drain
     /// before polling `accepts`, and polls this `Drain`'s signal as the
     /// `Drain` future does, so a stream polled after the drain began
     /// never accepts again.

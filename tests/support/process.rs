@@ -87,17 +87,18 @@ pub fn built_example(name: &str) -> std::path::PathBuf {
 }
 
 /// Runs `command` until it exits, with standard input closed and its
-/// standard error read; kills it (and fails the test) if it still runs
-/// after `bound`. Returns its status and standard error.
+/// output read; kills it (and fails the test) if it still runs after
+/// `bound`. Returns its status, standard output and standard error (small
+/// outputs: they are read once it has exited).
 pub fn run_to_exit(
     command: &mut std::process::Command,
     bound: Duration,
-) -> (std::process::ExitStatus, String) {
+) -> (std::process::ExitStatus, String, String) {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = command
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
@@ -113,12 +114,18 @@ pub fn run_to_exit(
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let mut stderr = String::new();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     child
         .stderr
         .take()
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    (status, stderr)
+    (status, stdout, stderr)
 }
