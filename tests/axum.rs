@@ -33,12 +33,7 @@ fn start(per_peer: usize) -> Server {
 /// The server with at most `slots` connections open and a metrics
 /// listener; returns it and the metrics listener's address.
 fn start_with_metrics(slots: usize) -> (Server, std::net::SocketAddr) {
-    support::init_logging();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    metrics.set_nonblocking(true).unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let server = Server::start(Flavour::MultiThread, move |listener| async move {
-        let metrics = tokio::net::TcpListener::from_std(metrics).unwrap();
+    http::start_with_metrics_listener(move |listener, metrics| async move {
         let config = app::Config {
             max_connections: slots,
             ..app::config(8)
@@ -46,8 +41,7 @@ fn start_with_metrics(slots: usize) -> (Server, std::net::SocketAddr) {
         app::serve(listener, Some(metrics), config, std::future::pending())
             .await
             .unwrap()
-    });
-    (server, metrics_addr)
+    })
 }
 
 #[test]

@@ -31,19 +31,13 @@ fn start(per_peer: usize) -> Server {
 /// The server with at most `slots` connections and a metrics listener;
 /// returns it and the metrics listener's address.
 fn start_with_metrics(slots: usize) -> (Server, std::net::SocketAddr) {
-    support::init_logging();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    metrics.set_nonblocking(true).unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let server = Server::start(Flavour::MultiThread, move |listener| {
-        let metrics = tokio::net::TcpListener::from_std(metrics).unwrap();
+    http::start_with_metrics_listener(move |listener, metrics| {
         let config = server::Config {
             max_connections: slots,
             ..server::config(8)
         };
         server::serve(listener, Some(metrics), config, std::future::pending())
-    });
-    (server, metrics_addr)
+    })
 }
 
 #[test]

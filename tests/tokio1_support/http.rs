@@ -409,6 +409,30 @@ pub fn metrics_page(addr: SocketAddr, path: &str) -> Vec<String> {
     crate::support::prometheus::parse(&output(command))
 }
 
+/// A server on its own thread (`serve` gets its main listener and a
+/// metrics listener, both on 127.0.0.1 port 0); returns it and the metrics
+/// listener's address.
+pub fn start_with_metrics_listener<F, Fut>(serve: F) -> (crate::tokio1_support::Server, SocketAddr)
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    crate::support::init_logging();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    metrics.set_nonblocking(true).unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let server = crate::tokio1_support::Server::start(
+        crate::tokio1_support::Flavour::MultiThread,
+        move |listener| {
+            serve(
+                listener,
+                tokio::net::TcpListener::from_std(metrics).unwrap(),
+            )
+        },
+    );
+    (server, metrics_addr)
+}
+
 /// With every one of the `slots` of the server at `addr` held by a silent
 /// client and three more clients in its accept queue, the page at
 /// `metrics` (a listener of its own) still answers, on any path, and shows
