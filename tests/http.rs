@@ -122,6 +122,28 @@ fn a_malformed_request_gets_400() {
 }
 
 #[test]
+fn get_delay_answers_after_that_many_milliseconds_and_a_bad_one_gets_400() {
+    let server = start(4, GENEROUS);
+    let mut command = curl();
+    command
+        .args(["--write-out", "|%{http_code}"])
+        .arg(format!("http://{}/delay/300", server.addr));
+    let started = std::time::Instant::now();
+    let out = finish(spawn(command));
+    assert_eq!(out, "waited 300 ms\n|200");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let mut command = curl();
+    command
+        .args(["--write-out", "|%{http_code}"])
+        .arg(format!("http://{}/delay/soon", server.addr));
+    assert_eq!(finish(spawn(command)), "usage: GET /delay/MS\n|400");
+}
+
+#[test]
 fn a_burst_above_the_limit_waits_for_free_slots_and_all_get_200() {
     const LIMIT: usize = 2;
     const REQUESTS: usize = 16;

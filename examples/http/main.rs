@@ -15,6 +15,7 @@
 //! cargo run --features handover,accept-queue --example http   # listens on 127.0.0.1:8080
 //! cargo run --features handover,accept-queue --example http -- 127.0.0.1:8080 --metrics 127.0.0.1:9090
 //! curl -i http://127.0.0.1:8080/               # 200 OK, "hello from tk-listen"
+//! curl http://127.0.0.1:8080/delay/2000        # answers after 2 s
 //! curl http://127.0.0.1:8080/stats             # the counters, Prometheus text format
 //! curl http://127.0.0.1:9090/metrics           # the same page, on its own listener
 //! nc 127.0.0.1 8080                            # send nothing: dropped after 5 s

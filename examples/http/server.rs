@@ -14,6 +14,9 @@
 //! answered even while every slot of the main `listen(n)` is taken, which
 //! is when the page matters most.
 //!
+//! `GET /delay/MS` answers after `MS` milliseconds (within the deadline
+//! below); every other path answers [`BODY`].
+//!
 //! Each connection answers one request and closes (`Connection: close`). A
 //! connection gets at most `deadline` from accept to close, for reading the
 //! request head and writing the answer: a client that sends nothing (or
@@ -175,8 +178,9 @@ fn connection<S: AsyncRead + AsyncWrite>(
     handle: &Handle,
 ) -> impl Future<Item = (), Error = ()> {
     let timer = Timeout::new(deadline, handle).into_future().flatten();
+    let handle = handle.clone();
     read_head(socket)
-        .and_then(move |(socket, head)| answer(socket, head, peer, pages))
+        .and_then(move |(socket, head)| answer(socket, head, peer, pages, &handle))
         .select2(timer)
         .then(move |outcome| {
             match outcome {
@@ -225,26 +229,44 @@ fn read_head<S: AsyncRead>(socket: S) -> impl Future<Item = (S, Head), Error = i
     })
 }
 
-/// Writes the answer to `head` and closes.
+/// Writes the answer to `head` (for `GET /delay/MS`, `MS` milliseconds
+/// later) and closes.
 fn answer<S: AsyncWrite>(
     socket: S,
     head: Head,
     peer: SocketAddr,
     pages: Pages,
+    handle: &Handle,
 ) -> impl Future<Item = (), Error = io::Error> {
+    let mut delay = None;
     let response = match head {
         Head::Complete(head) => match request_line(&head) {
-            Some((method, target)) => {
-                log::info!("{}: {} {} -> 200", peer, method, target);
-                let (content_type, body) = match (target.as_str(), pages) {
-                    (_, Pages::Metrics(metrics)) | ("/stats", Pages::Main(Some(metrics))) => {
-                        (METRICS_TYPE, metrics.to_string())
+            Some((method, target)) => match (target.strip_prefix("/delay/"), pages) {
+                (Some(ms), Pages::Main(_)) => match ms.parse() {
+                    Ok(ms) => {
+                        log::debug!("{}: waiting {} ms", peer, ms);
+                        delay = Some(Duration::from_millis(ms));
+                        let body = format!("waited {} ms\n", ms);
+                        response("200 OK", TEXT, body.len(), &body)
                     }
-                    _ => (TEXT, BODY.to_string()),
-                };
-                let sent = if method == "HEAD" { "" } else { body.as_str() };
-                response("200 OK", content_type, body.len(), sent)
-            }
+                    Err(_) => {
+                        log::info!("{}: {} {} -> 400", peer, method, target);
+                        let body = "usage: GET /delay/MS\n";
+                        response("400 Bad Request", TEXT, body.len(), body)
+                    }
+                },
+                (_, pages) => {
+                    log::info!("{}: {} {} -> 200", peer, method, target);
+                    let (content_type, body) = match (target.as_str(), pages) {
+                        (_, Pages::Metrics(metrics)) | ("/stats", Pages::Main(Some(metrics))) => {
+                            (METRICS_TYPE, metrics.to_string())
+                        }
+                        _ => (TEXT, BODY.to_string()),
+                    };
+                    let sent = if method == "HEAD" { "" } else { body.as_str() };
+                    response("200 OK", content_type, body.len(), sent)
+                }
+            },
             None => {
                 log::info!("{}: malformed request -> 400", peer);
                 response("400 Bad Request", TEXT, 0, "")
@@ -259,7 +281,11 @@ fn answer<S: AsyncWrite>(
             return Either::A(future::ok(()));
         }
     };
-    Either::B(tokio_io::io::write_all(socket, response).map(|_| ()))
+    let wait = match delay {
+        Some(delay) => Either::A(Timeout::new(delay, handle).into_future().flatten()),
+        None => Either::B(future::ok(())),
+    };
+    Either::B(wait.and_then(move |()| tokio_io::io::write_all(socket, response).map(|_| ())))
 }
 
 /// The method and target of an `HTTP/1.x` request line, if it is one.
