@@ -440,9 +440,10 @@ fn stop_accepting_never_polls_the_accepts_again_once_the_drain_began() {
         Pin::new(&mut accepts).poll_next(&mut cx),
         Poll::Ready(Some(0))
     );
-    // The signal fires; nobody polled the drain yet: the stream itself
-    // begins it, before accepting.
+    // The signal fires and the server's `Drain` (axum's signal task)
+    // begins the drain, before any connection is told.
     stop.send(()).unwrap();
+    assert_eq!(Pin::new(&mut drain.clone()).poll(&mut cx), Poll::Ready(()));
     assert_eq!(Pin::new(&mut accepts).poll_next(&mut cx), Poll::Pending);
     assert!(drain.is_draining());
     assert!(dropped.load(Ordering::SeqCst), "the accepts were kept");

@@ -202,10 +202,10 @@ impl Drain {
     /// clients are refused, or after a handover go to the successor) and
     /// stays pending without ever ending, and without waking anyone: the
     /// code that polls it must stop by other means, as `axum::serve` does
-    /// on its `with_graceful_shutdown` signal (give it the same drain). Each poll looks at the drain
-    /// before polling `accepts`, and polls this `Drain`'s signal as the
-    /// `Drain` future does, so a stream polled after the drain began
-    /// never accepts again.
+    /// on its `with_graceful_shutdown` signal (give it the same drain). Each
+    /// poll looks at the drain (one atomic load) before polling `accepts`,
+    /// so a stream polled after the drain began never accepts again; the
+    /// connections are told of the drain only after it began.
     ///
     /// Why it matters: a server told to drain closes its idle keep-alive
     /// connections, and their clients connect again at once. A server that
@@ -262,7 +262,7 @@ impl<S: Stream + Unpin> Stream for StopAccepting<S> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let this = &mut *self;
-        if this.accepts.is_some() && Pin::new(&mut this.drain).poll(cx).is_ready() {
+        if this.accepts.is_some() && this.drain.is_draining() {
             log::debug!("the drain began: no more connections are accepted");
             this.accepts = None;
         }
