@@ -902,3 +902,104 @@ fn a_connection_is_recorded_in_the_histogram_with_its_duration_when_its_task_end
         assert!(durations.sum() <= 2 * waited, "{:?}", durations);
     }
 }
+
+/// Eight connection futures of more than 4 KiB each (the size of those
+/// `listen` boxes before spawning), each holding an [`AbortGuard`]: two
+/// finish, two fail, two panic and two wait for ever; each reports on
+/// `started` when it first runs.
+fn big_connections(
+    started: mpsc::UnboundedSender<()>,
+    dropped: mpsc::UnboundedSender<()>,
+) -> impl Stream<Item = impl Future<Output = Result<(), ()>> + Send> + Unpin {
+    tokio_stream::iter(0..8u8).map(move |i| {
+        let (started, guard) = (started.clone(), AbortGuard(dropped.clone()));
+        let conn = async move {
+            let _guard = guard;
+            let buffer = [i; 4096];
+            let _ = started.send(());
+            tokio::task::yield_now().await;
+            std::hint::black_box(&buffer);
+            match i % 4 {
+                0 => Ok(()),
+                1 => Err(()),
+                2 => panic!("big connection {} panics on purpose", i),
+                _ => std::future::pending().await,
+            }
+        };
+        assert!(std::mem::size_of_val(&conn) > 4096);
+        conn
+    })
+}
+
+/// Runs `server` (from [`big_connections`]) until its eight connections
+/// started and the six that end did, then drops it and waits for the two
+/// left to be dropped; checks the counters.
+async fn serve_big_then_drop(
+    server: impl Future<Output = ()>,
+    stats: ListenStats,
+    mut started: mpsc::UnboundedReceiver<()>,
+    mut dropped: mpsc::UnboundedReceiver<()>,
+) {
+    tokio::select! {
+        () = server => panic!("a server whose connections never all end resolved"),
+        () = async {
+            for _ in 0..8 {
+                started.recv().await.unwrap();
+            }
+            for _ in 0..6 {
+                dropped.recv().await.unwrap();
+            }
+            // Dropped before they counted their ends: wait for the counts.
+            while stats.finished() + stats.failed() + stats.panicked() < 6 {
+                tokio::task::yield_now().await;
+            }
+        } => {}
+    }
+    for _ in 0..2 {
+        dropped
+            .recv()
+            .await
+            .expect("a waiting connection was aborted");
+    }
+    assert_eq!(
+        (
+            stats.finished(),
+            stats.failed(),
+            stats.panicked(),
+            stats.aborted(),
+            stats.running()
+        ),
+        (2, 2, 2, 2, 0)
+    );
+    assert_eq!(stats.durations().count(), 8);
+}
+
+#[test]
+fn big_connection_futures_run_fail_panic_and_abort_like_small_ones() {
+    tokio1_support::init_logging();
+    for flavour in FLAVOURS {
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let (dropped_tx, dropped) = mpsc::unbounded_channel();
+        let server = big_connections(started_tx, dropped_tx).listen(8);
+        let stats = server.stats();
+        run(
+            flavour,
+            serve_big_then_drop(server, stats, started, dropped),
+        );
+    }
+}
+
+#[test]
+fn big_connection_futures_run_fail_panic_and_abort_like_small_ones_on_listen_local() {
+    tokio1_support::init_logging();
+    for flavour in FLAVOURS {
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let (dropped_tx, dropped) = mpsc::unbounded_channel();
+        let server = big_connections(started_tx, dropped_tx).listen_local(8);
+        let stats = server.stats();
+        run(
+            flavour,
+            serve_big_then_drop(server, stats, started, dropped),
+        );
+    }
+}

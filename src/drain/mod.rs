@@ -164,8 +164,9 @@ impl Drain {
     /// connection reads, or replace part of it, as the example does. Cheap:
     /// while the drain hasn't begun, each poll costs one atomic load (and a
     /// check that the task is the one registered); the connection's task is
-    /// registered to be woken on its first poll, in a slab whose slots are
-    /// reused.
+    /// registered to be woken after the first poll in which `conn` is not
+    /// ready, in a slab whose slots are reused, so a connection that ends in
+    /// its first poll never registers.
     ///
     /// # Examples
     ///
@@ -251,15 +252,113 @@ where
     type Error = C::Error;
 
     fn poll(&mut self) -> Poll<C::Item, C::Error> {
-        if let Some(on_drain) = self.parts.poll_told(&Current01) {
+        if let Some(on_drain) = self.parts.told_before_poll() {
             on_drain(&mut self.conn);
         }
-        self.conn.poll()
+        match self.conn.poll() {
+            Ok(Async::NotReady) => {}
+            ended => return ended,
+        }
+        match self.parts.told_after_pending(&Current01) {
+            // The drain began since the first check: tell, and poll again.
+            Some(on_drain) => {
+                on_drain(&mut self.conn);
+                self.conn.poll()
+            }
+            None => Ok(Async::NotReady),
+        }
     }
 }
 
 impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.parts.fmt_watch(&self.conn, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use futures::executor::{self, Notify};
+    use futures::future::{self, Future};
+    use futures::{Async, Poll};
+
+    use super::Drain;
+
+    struct Nobody;
+
+    impl Notify for Nobody {
+        fn notify(&self, _: usize) {}
+    }
+
+    fn poll_once<F: Future>(future: F) -> (Poll<F::Item, F::Error>, executor::Spawn<F>) {
+        let mut spawned = executor::spawn(future);
+        let polled = spawned.poll_future_notify(&Arc::new(Nobody), 0);
+        (polled, spawned)
+    }
+
+    #[test]
+    fn a_connection_that_ends_in_its_first_poll_never_registers() {
+        let drain = Drain::new(future::empty::<(), ()>());
+        let (polled, _) = poll_once(drain.watch(future::ok::<u8, ()>(1), |_| {}));
+        assert_eq!(polled, Ok(Async::Ready(1)));
+        assert_eq!(drain.parts.slab(), (0, 0));
+    }
+
+    #[test]
+    fn a_waiting_connection_holds_a_slot_until_it_is_dropped() {
+        let drain = Drain::new(future::empty::<(), ()>());
+        let (polled, conn) = poll_once(drain.watch(future::empty::<(), ()>(), |_| {}));
+        assert_eq!(polled, Ok(Async::NotReady));
+        assert_eq!(drain.parts.slab(), (1, 1));
+        drop(conn);
+        assert_eq!(drain.parts.slab(), (1, 0));
+    }
+
+    /// A connection that begins the drain in its first poll, as a request
+    /// for shutdown served by the server itself does, then waits until it
+    /// is told.
+    struct BeginsTheDrain {
+        drain: Drain,
+        told: bool,
+        polls: Rc<Cell<usize>>,
+    }
+
+    impl Future for BeginsTheDrain {
+        type Item = ();
+        type Error = ();
+
+        fn poll(&mut self) -> Poll<(), ()> {
+            self.polls.set(self.polls.get() + 1);
+            if self.told {
+                return Ok(Async::Ready(()));
+            }
+            self.drain.begin();
+            Ok(Async::NotReady)
+        }
+    }
+
+    #[test]
+    fn a_drain_begun_during_the_poll_is_told_and_polled_again_at_once() {
+        let drain = Drain::new(future::empty::<(), ()>());
+        let polls = Rc::new(Cell::new(0));
+        let conn = BeginsTheDrain {
+            drain: drain.clone(),
+            told: false,
+            polls: polls.clone(),
+        };
+        let told = Rc::new(Cell::new(0));
+        let counted = told.clone();
+        let watched = drain.watch(conn, move |conn| {
+            counted.set(counted.get() + 1);
+            conn.told = true;
+        });
+        let (polled, _) = poll_once(watched);
+        assert_eq!(polled, Ok(Async::Ready(())));
+        assert_eq!((told.get(), polls.get()), (1, 2));
+        assert_eq!(drain.parts.slab(), (0, 0), "nothing registered");
     }
 }

@@ -241,6 +241,14 @@ impl<S, T> DrainParts<S, T> {
         self.waiting.registration.is_draining()
     }
 
+    /// For tests: the slab's length (slots ever taken) and how many
+    /// connections hold a slot now.
+    #[cfg(test)]
+    pub(crate) fn slab(&self) -> (usize, usize) {
+        let waiters = self.waiting.registration.state().waiters.lock();
+        (waiters.slots.len(), waiters.connections)
+    }
+
     /// The parts of a connection watched by this drain, which calls
     /// `on_drain` once told.
     pub(crate) fn watch<F>(&self, on_drain: F) -> WatchParts<F, T> {
@@ -310,22 +318,39 @@ pub(crate) struct WatchParts<F, T> {
 }
 
 impl<F, T> WatchParts<F, T> {
-    /// Before each poll of the connection: `on_drain`, once, for the
-    /// adapter to call on the connection when the drain has begun (the
-    /// connection then waits no more); until then, makes sure the task
-    /// polling now (`cx`) is woken when it begins. Cheap while nothing
-    /// changes: one atomic load and a check of the task.
+    /// Before each poll of the connection: `on_drain`, once, if the drain
+    /// has begun, for the adapter to call on the connection before polling
+    /// it. One atomic load while nothing changes.
     #[inline]
-    pub(crate) fn poll_told<C>(&mut self, cx: &C) -> Option<F>
+    pub(crate) fn told_before_poll(&mut self) -> Option<F> {
+        if self.on_drain.is_some() && self.waiting.registration.is_draining() {
+            return self.tell();
+        }
+        None
+    }
+
+    /// After a poll in which the connection returned pending: makes sure the
+    /// task polling now (`cx`) is woken when the drain begins, or, if it has
+    /// begun meanwhile, `on_drain`, once, for the adapter to call on the
+    /// connection and poll it again. A connection that ends in its first
+    /// poll never registers; one that waits registers once, and again only
+    /// when another task polls it.
+    #[inline]
+    pub(crate) fn told_after_pending<C>(&mut self, cx: &C) -> Option<F>
     where
         C: Current<Task = T>,
         T: Clone + Into<Waiter>,
     {
         if self.on_drain.is_some() && self.waiting.poll_begun(cx) {
-            self.waiting.cancel();
-            return self.on_drain.take();
+            return self.tell();
         }
         None
+    }
+
+    /// Told: nothing more to wake.
+    fn tell(&mut self) -> Option<F> {
+        self.waiting.cancel();
+        self.on_drain.take()
     }
 
     /// The `Debug` of a `Watch` of either stack around `conn`.

@@ -161,7 +161,9 @@ impl Drain {
     ///
     /// Cheap: while the drain hasn't begun, each poll costs one atomic load
     /// (and a check that the waker is the one registered); the task's waker
-    /// is registered on the first poll, in a slab whose slots are reused.
+    /// is registered after the first poll in which `conn` is pending, in a
+    /// slab whose slots are reused, so a connection that ends in its first
+    /// poll never registers.
     ///
     /// # Examples
     ///
@@ -337,15 +339,92 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        if let Some(on_drain) = this.parts.poll_told(cx) {
+        if let Some(on_drain) = this.parts.told_before_poll() {
             on_drain(this.conn.as_mut());
         }
-        this.conn.poll(cx)
+        if let Poll::Ready(output) = this.conn.as_mut().poll(cx) {
+            return Poll::Ready(output);
+        }
+        match this.parts.told_after_pending(cx) {
+            // The drain began since the first check: tell, and poll again.
+            Some(on_drain) => {
+                on_drain(this.conn.as_mut());
+                this.conn.poll(cx)
+            }
+            None => Poll::Pending,
+        }
     }
 }
 
 impl<C: fmt::Debug, F> fmt::Debug for Watch<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.parts.fmt_watch(&self.conn, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{self, Future};
+    use std::pin::{pin, Pin};
+    use std::task::{Context, Poll, Waker};
+
+    use super::Drain;
+
+    fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_connection_that_ends_in_its_first_poll_never_registers() {
+        let drain = Drain::new(future::pending::<()>());
+        let conn = pin!(drain.watch(future::ready(1), |_| {}));
+        assert_eq!(poll_once(conn), Poll::Ready(1));
+        assert_eq!(drain.parts.slab(), (0, 0));
+    }
+
+    #[test]
+    fn a_waiting_connection_holds_a_slot_until_it_is_dropped() {
+        let drain = Drain::new(future::pending::<()>());
+        let mut conn = Box::pin(drain.watch(future::pending::<()>(), |_| {}));
+        assert_eq!(poll_once(conn.as_mut()), Poll::Pending);
+        assert_eq!(drain.parts.slab(), (1, 1));
+        drop(conn);
+        assert_eq!(drain.parts.slab(), (1, 0));
+    }
+
+    /// A connection that begins the drain in its first poll, then waits
+    /// until it is told; counts its polls.
+    struct BeginsTheDrain {
+        drain: Drain,
+        told: bool,
+        polls: usize,
+    }
+
+    impl Future for BeginsTheDrain {
+        type Output = usize;
+
+        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<usize> {
+            self.polls += 1;
+            if self.told {
+                return Poll::Ready(self.polls);
+            }
+            self.drain.begin();
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_drain_begun_during_the_poll_is_told_and_polled_again_at_once() {
+        let drain = Drain::new(future::pending::<()>());
+        let conn = BeginsTheDrain {
+            drain: drain.clone(),
+            told: false,
+            polls: 0,
+        };
+        let watched = pin!(drain.watch(conn, |conn: Pin<&mut BeginsTheDrain>| {
+            conn.get_mut().told = true;
+        }));
+        assert_eq!(poll_once(watched), Poll::Ready(2), "told, polled twice");
+        assert_eq!(drain.parts.slab(), (0, 0), "nothing registered");
     }
 }

@@ -217,7 +217,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.get_mut().pool.poll(cx, |connection, report| {
-            tokio::spawn(pool::run(connection, report))
+            if pool::boxes::<S::Item>() {
+                tokio::spawn(pool::run(Box::pin(connection), report))
+            } else {
+                tokio::spawn(pool::run(connection, report))
+            }
         })
     }
 }

@@ -176,7 +176,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.get_mut().pool.poll(cx, |connection, report| {
-            tokio::task::spawn_local(pool::run(connection, report))
+            if pool::boxes::<S::Item>() {
+                tokio::task::spawn_local(pool::run(Box::pin(connection), report))
+            } else {
+                tokio::task::spawn_local(pool::run(connection, report))
+            }
         })
     }
 }

@@ -31,7 +31,7 @@ use log::info;
 use tokio::task::JoinHandle;
 
 use self::tasks::Tasks;
-pub(super) use self::tasks::{run, Report};
+pub(super) use self::tasks::{boxes, run, Report};
 use crate::drain::state::log_deadline_passed;
 use crate::limits::{check_max_connections, POLL_BUDGET};
 use crate::stats::{Clock, ListenStats};

@@ -274,15 +274,31 @@ pub(crate) fn run<F>(connection: F, report: Report) -> Run<F> {
     Run { connection, report }
 }
 
+/// Whether the spawning adapters box a connection future of type `F` before
+/// [`run`]: those larger than [`BOX_ABOVE`]. A constant for each `F`, so
+/// the test and the other branch compile away.
+#[inline]
+pub(crate) fn boxes<F>() -> bool {
+    std::mem::size_of::<F>() > BOX_ABOVE
+}
+
+/// Connection futures larger than this many bytes are boxed: tokio's
+/// `spawn` moves the whole task future about ten times before its first
+/// poll, and for a large one (a hyper connection is close to 2 KB) those
+/// copies cost more than an allocation and one copy into it
+/// (`benches/README.md`, "HTTP instructions per request"). Smaller ones stay
+/// in the task, which saves the allocation.
+const BOX_ABOVE: usize = 1024;
+
 pin_project! {
     /// The future of [`run`]: the task of one connection.
     ///
     /// The connection future is a pinned field of it, reached through
     /// `pin-project-lite` (already a dependency of tokio) because this crate
-    /// forbids `unsafe` code. Boxing the connection instead costs an
-    /// allocation per connection, and an `async fn` wrapper stores the
-    /// connection future twice in the task (measured when this was written;
-    /// the figures are in this file's history).
+    /// forbids `unsafe` code. An `async fn` wrapper would store the
+    /// connection future twice in the task. A large connection future comes
+    /// boxed ([`boxes`]); a small one is not, which saves an allocation per
+    /// connection.
     pub(crate) struct Run<F> {
         #[pin]
         connection: F,
