@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use self::durations::nanos;
 pub use self::durations::DurationHistogram;
+use self::durations::{nanos, read_clock};
 pub(crate) use self::durations::{Clock, Durations, Stamp};
 
 mod durations;
@@ -66,6 +66,27 @@ struct ListenCounters {
 }
 
 impl ListenCounters {
+    /// See [`ListenStats::record_end`].
+    #[inline]
+    fn record_end(&self, outcome: Outcome, started: Stamp, now: Stamp) {
+        sub(&self.running, 1);
+        add(self.outcome(outcome), 1);
+        self.durations.record(now.wrapping_sub(started));
+    }
+
+    /// Reads the clock, counts an end at that stamp and returns the stamp:
+    /// the first end of a poll, for [`ListenStats::record_end_by`]. A method
+    /// of the shared counters rather than of the handle, which lives in the
+    /// caller's fields: the caller then knows its fields unchanged by the
+    /// call and keeps nothing across it.
+    #[cold]
+    #[inline(never)]
+    fn record_first_end(&self, outcome: Outcome, started: Stamp) -> Stamp {
+        let now = read_clock(&self.epoch);
+        self.record_end(outcome, started, now);
+        now
+    }
+
     /// The counter of connections that ended this way.
     fn outcome(&self, outcome: Outcome) -> &AtomicU64 {
         match outcome {
@@ -151,10 +172,20 @@ impl ListenStats {
     /// monotonic clock, so the subtraction needs no check).
     #[inline]
     pub(crate) fn record_end(&self, outcome: Outcome, started: Stamp, now: Stamp) {
-        let c = &*self.counters;
-        sub(&c.running, 1);
-        add(c.outcome(outcome), 1);
-        c.durations.record(now.wrapping_sub(started));
+        self.counters.record_end(outcome, started, now);
+    }
+
+    /// [`record_end`](ListenStats::record_end) at the stamp of `clock`, for
+    /// the end of a connection future's poll. The first end of a poll reads
+    /// the clock out of line, and counts itself there too: the caller keeps
+    /// no value of its own across the call (`benches/README.md`, "Connection
+    /// durations").
+    #[inline]
+    pub(crate) fn record_end_by(&self, clock: &mut Clock, outcome: Outcome, started: Stamp) {
+        match clock.stamp() {
+            Some(now) => self.record_end(outcome, started, now),
+            None => clock.set(self.counters.record_first_end(outcome, started)),
+        }
     }
 
     /// Counts the connections cut unfinished now (the server dropped, or

@@ -96,8 +96,7 @@ where
             return false;
         };
         let started = *started;
-        let now = self.clock.now(self.stats.epoch());
-        self.stats.record_end(outcome, started, now);
+        self.stats.record_end_by(&mut self.clock, outcome, started);
         self.slots[slot] = None;
         self.free.push(slot);
         self.running -= 1;

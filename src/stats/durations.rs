@@ -232,20 +232,34 @@ impl Clock {
         Clock { now: UNREAD }
     }
 
+    /// The stamp of this poll, if the clock was read in it already.
+    #[inline]
+    pub(crate) fn stamp(&self) -> Option<Stamp> {
+        (self.now != UNREAD).then_some(self.now)
+    }
+
+    /// Makes `now`, read by the caller with [`read_clock`], the stamp of
+    /// this poll.
+    #[inline]
+    pub(crate) fn set(&mut self, now: Stamp) {
+        self.now = now;
+    }
+
     /// The stamp of this poll, read from `epoch` on first use.
     #[inline]
     pub(crate) fn now(&mut self, epoch: &Instant) -> Stamp {
         if self.now == UNREAD {
-            self.now = read(epoch);
+            self.now = read_clock(epoch);
         }
         self.now
     }
 }
 
-/// Reads the clock: kept out of line, so that the calls stay small.
+/// Reads the clock, as a stamp a [`Clock`] can hold: kept out of line, so
+/// that the calls stay small.
 #[cold]
 #[inline(never)]
-fn read(epoch: &Instant) -> Stamp {
+pub(super) fn read_clock(epoch: &Instant) -> Stamp {
     nanos(epoch.elapsed()).min(UNREAD - 1)
 }
 
