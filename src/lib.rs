@@ -77,13 +77,13 @@
 //!   tokio 1 and `futures-core` 0.3 streams. Without it the dependency graph
 //!   has no tokio 1.
 //! - `handover` (off by default, Unix): restarts without losing a client.
-//!   [`Inherited`] takes the listening sockets given by systemd socket
-//!   activation or by a predecessor; [`Handover`] hands them to a successor
+//!   `Inherited` takes the listening sockets given by systemd socket
+//!   activation or by a predecessor; `Handover` hands them to a successor
 //!   process on request (e.g. `SIGHUP`), on both stacks.
 //! - `accept-queue` (off by default, Linux): [`AcceptQueue`] reads the
 //!   clients waiting in a listener's accept queue from the kernel, for
 //!   [`Metrics`]; it brings in `netlink-sys`.
-//! - `axum` (off by default; implies `tokio1`): [`tokio1::axum_listener`],
+//! - `axum` (off by default; implies `tokio1`): `tokio1::axum_listener`,
 //!   a tokio 1 accept stream served by `axum::serve` (axum 0.8), with this
 //!   crate's error policy and caps.
 #![deny(missing_docs)]
