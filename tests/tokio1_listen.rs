@@ -903,10 +903,10 @@ fn a_connection_is_recorded_in_the_histogram_with_its_duration_when_its_task_end
     }
 }
 
-/// Eight connection futures of more than 4 KiB each (the size of those
-/// `listen` boxes before spawning), each holding an [`AbortGuard`]: two
-/// finish, two fail, two panic and two wait for ever; each reports on
-/// `started` when it first runs.
+/// Eight connection futures of more than 4 KiB each (well above the 1 KiB
+/// over which `listen` boxes them before spawning), each holding an
+/// [`AbortGuard`]: two finish, two fail, two panic and two wait for ever;
+/// each reports on `started` when it first runs.
 fn big_connections(
     started: mpsc::UnboundedSender<()>,
     dropped: mpsc::UnboundedSender<()>,
