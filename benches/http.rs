@@ -323,7 +323,9 @@ fn recovery(name: &str, run: usize) -> Duration {
 
 /// The child: serves as `name` on 127.0.0.1 port 0 until killed.
 fn serve(name: &str) {
+    // Two workers on any machine, as benches/README.md says.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();

@@ -93,6 +93,8 @@ impl ListenCounters {
             Outcome::Finished => &self.finished,
             Outcome::Failed => &self.failed,
             Outcome::Panicked => &self.panicked,
+            #[cfg(feature = "tokio1")]
+            Outcome::Aborted => &self.aborted,
         }
     }
 }
@@ -477,6 +479,10 @@ pub(crate) enum Outcome {
     Finished,
     Failed,
     Panicked,
+    /// Cut unfinished: a tokio 1 task that a shutting-down runtime
+    /// cancelled (the servers count the connections they cut themselves).
+    #[cfg(feature = "tokio1")]
+    Aborted,
 }
 
 /// Adds `n` to a counter that has one writer at a time (see the module docs).

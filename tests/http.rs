@@ -140,7 +140,26 @@ fn get_delay_answers_after_that_many_milliseconds_and_a_bad_one_gets_400() {
     command
         .args(["--write-out", "|%{http_code}"])
         .arg(format!("http://{}/delay/soon", server.addr));
-    assert_eq!(finish(spawn(command)), "usage: GET /delay/MS\n|400");
+    assert_eq!(
+        finish(spawn(command)),
+        "usage: GET /delay/MS, MS at most 86400000\n|400"
+    );
+}
+
+#[test]
+fn a_delay_longer_than_the_deadline_is_answered_and_not_counted_against_it() {
+    let server = start(4, Duration::from_millis(300));
+    let mut command = curl();
+    command
+        .args(["--write-out", "|%{http_code}"])
+        .arg(format!("http://{}/delay/900", server.addr));
+    let started = std::time::Instant::now();
+    assert_eq!(finish(spawn(command)), "waited 900 ms\n|200");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "answered after {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -234,13 +234,15 @@ fn a_dual_stack_listener_counts_ipv4_mapped_peers_as_their_ipv4_address() {
 
     init_logging();
     for flavour in FLAVOURS {
-        // An IPv6 socket that takes IPv4 connections too, bound to [::]
-        // (clients still connect to 127.0.0.1 only): its peers arrive as
+        // An IPv6 socket that takes IPv4 connections too, bound to the
+        // IPv4-mapped loopback address: its peers arrive as
         // `::ffff:127.0.0.2`.
         let socket = Socket::new(Domain::IPV6, Type::STREAM, None).expect("an IPv6 socket");
         socket.set_only_v6(false).expect("dual-stack");
-        let any: SocketAddr = "[::]:0".parse().unwrap();
-        socket.bind(&any.into()).expect("bind [::]:0");
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:0".parse().unwrap();
+        socket
+            .bind(&mapped.into())
+            .expect("bind [::ffff:127.0.0.1]:0");
         socket.listen(128).expect("listen");
         socket.set_nonblocking(true).unwrap();
         let served = start(flavour, 1, 100, Some(socket.into()));

@@ -504,7 +504,7 @@ fn dropping_the_server_aborts_every_connection_and_counts_them_as_aborted() {
 }
 
 #[test]
-fn connections_cancelled_by_a_runtime_shutting_down_count_as_failed() {
+fn connections_cancelled_by_a_runtime_shutting_down_count_as_aborted() {
     for flavour in FLAVOURS {
         let runtime = flavour.runtime();
         let connections = tokio_stream::iter(0..3).map(|_| std::future::pending::<()>());
@@ -524,7 +524,48 @@ fn connections_cancelled_by_a_runtime_shutting_down_count_as_failed() {
             "{:?}",
             flavour
         );
-        assert_eq!((stats.failed(), stats.running()), (3, 0), "{:?}", flavour);
+        assert_eq!(
+            (stats.aborted(), stats.failed(), stats.running()),
+            (3, 0, 0),
+            "{:?}",
+            flavour
+        );
+        assert_eq!(stats.durations().count(), 3, "{:?}", flavour);
+    }
+}
+
+#[test]
+fn a_runtime_shutting_down_with_the_server_as_one_of_its_tasks_counts_every_connection_as_aborted()
+{
+    // The runtime drops the server's task and the connections' tasks in
+    // whatever order: the pool aborts some, the runtime cancels others, and
+    // all are counted alike.
+    for flavour in FLAVOURS {
+        let runtime = flavour.runtime();
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        let connections = tokio_stream::iter(0..10).map(move |_| {
+            let started = started_tx.clone();
+            async move {
+                let _ = started.send(());
+                std::future::pending::<()>().await;
+            }
+        });
+        let server = connections.listen(10);
+        let stats = server.stats();
+        runtime.spawn(server);
+        runtime.block_on(async {
+            for _ in 0..10 {
+                started.recv().await.expect("a connection started");
+            }
+        });
+        drop(runtime);
+        assert_eq!(
+            (stats.aborted(), stats.failed(), stats.running()),
+            (10, 0, 0),
+            "{:?}",
+            flavour
+        );
+        assert_eq!(stats.durations().count(), 10, "{:?}", flavour);
     }
 }
 
@@ -949,7 +990,8 @@ async fn serve_big_then_drop(
             for _ in 0..6 {
                 dropped.recv().await.unwrap();
             }
-            // Dropped before they counted their ends: wait for the counts.
+            // Dropped before they counted their ends: wait for the counts
+            // (bounded by `run`'s timeout).
             while stats.finished() + stats.failed() + stats.panicked() < 6 {
                 tokio::task::yield_now().await;
             }

@@ -14,14 +14,15 @@
 //! answered even while every slot of the main `listen(n)` is taken, which
 //! is when the page matters most.
 //!
-//! `GET /delay/MS` answers after `MS` milliseconds (within the deadline
-//! below); every other path answers [`BODY`].
+//! `GET /delay/MS` answers after `MS` milliseconds (at most a day); every
+//! other path answers [`BODY`].
 //!
 //! Each connection answers one request and closes (`Connection: close`). A
-//! connection gets at most `deadline` from accept to close, for reading the
-//! request head and writing the answer: a client that sends nothing (or
+//! connection gets at most `deadline` for reading the request head, and as
+//! long again for writing the answer: a client that sends nothing (or
 //! trickles its request, or doesn't read the answer) is dropped then, so slow
-//! clients can't hold the `listen(n)` slots forever.
+//! clients can't hold the `listen(n)` slots forever. The wait the client
+//! asked for with `/delay/MS` is not counted.
 
 use std::cell::OnceCell;
 use std::io::{self, BufReader};
@@ -43,6 +44,10 @@ pub const BODY: &str = "hello from tk-listen\n";
 /// longer ones are answered `431`.
 const MAX_HEAD: u64 = 8 * 1024;
 
+/// The longest `/delay/MS` answered, in milliseconds (a day): longer ones
+/// get `400`.
+const MAX_DELAY_MS: u64 = 24 * 3600 * 1000;
+
 /// The default of `Config::per_peer`.
 pub const MAX_PER_PEER: usize = 8;
 
@@ -57,8 +62,9 @@ pub struct Config {
     /// At most this many connections are served at once; others wait in the
     /// kernel's backlog.
     pub max_connections: usize,
-    /// Each connection is closed this long after it was accepted, whatever
-    /// it is doing.
+    /// A connection is closed if its request head hasn't come this long
+    /// after it was accepted, or if its answer isn't written this long
+    /// after it was ready.
     pub deadline: Duration,
     /// At most this many connections at once from one peer (an IPv4 address
     /// or an IPv6 /64); more are closed as soon as they are accepted, so one
@@ -169,7 +175,7 @@ enum Pages {
 }
 
 /// One connection's whole life: read a request, answer, close; or give up
-/// at the deadline.
+/// at a deadline.
 fn connection<S: AsyncRead + AsyncWrite>(
     socket: S,
     peer: SocketAddr,
@@ -177,26 +183,47 @@ fn connection<S: AsyncRead + AsyncWrite>(
     pages: Pages,
     handle: &Handle,
 ) -> impl Future<Item = (), Error = ()> {
-    let timer = Timeout::new(deadline, handle).into_future().flatten();
     let handle = handle.clone();
-    read_head(socket)
-        .and_then(move |(socket, head)| answer(socket, head, peer, pages, &handle))
-        .select2(timer)
+    within(read_head(socket), deadline, &handle)
+        .and_then(move |read| {
+            let Some((socket, head)) = read else {
+                return Either::A(future::ok(Some("no request")));
+            };
+            let Some((response, delay)) = answer(head, peer, pages) else {
+                return Either::A(future::ok(None));
+            };
+            let wait = match delay {
+                Some(delay) => Either::A(Timeout::new(delay, &handle).into_future().flatten()),
+                None => Either::B(future::ok(())),
+            };
+            let write = move |()| {
+                within(tokio_io::io::write_all(socket, response), deadline, &handle)
+                    .map(|written| written.map_or(Some("the answer not read"), |_| None))
+            };
+            Either::B(wait.and_then(write))
+        })
         .then(move |outcome| {
             match outcome {
-                Ok(Either::A(((), _timer))) => {}
-                Ok(Either::B(((), _exchange))) => {
-                    log::info!(
-                        "{}: dropped, no request and answer within {:?}",
-                        peer,
-                        deadline
-                    )
-                }
-                Err(Either::A((e, _timer))) => log::debug!("{}: {}", peer, e),
-                Err(Either::B((e, _exchange))) => log::error!("{}: timer failed: {}", peer, e),
+                Ok(None) => {}
+                Ok(Some(what)) => log::info!("{}: dropped, {} within {:?}", peer, what, deadline),
+                Err(e) => log::debug!("{}: {}", peer, e),
             }
             Ok(())
         })
+}
+
+/// `work`, or `None` if `deadline` passes first.
+fn within<F: Future<Error = io::Error>>(
+    work: F,
+    deadline: Duration,
+    handle: &Handle,
+) -> impl Future<Item = Option<F::Item>, Error = io::Error> {
+    let timer = Timeout::new(deadline, handle).into_future().flatten();
+    work.select2(timer).then(|outcome| match outcome {
+        Ok(Either::A((done, _timer))) => Ok(Some(done)),
+        Ok(Either::B(((), _work))) => Ok(None),
+        Err(Either::A((e, _))) | Err(Either::B((e, _))) => Err(e),
+    })
 }
 
 /// What reading the request head gave.
@@ -229,30 +256,25 @@ fn read_head<S: AsyncRead>(socket: S) -> impl Future<Item = (S, Head), Error = i
     })
 }
 
-/// Writes the answer to `head` (for `GET /delay/MS`, `MS` milliseconds
-/// later) and closes.
-fn answer<S: AsyncWrite>(
-    socket: S,
-    head: Head,
-    peer: SocketAddr,
-    pages: Pages,
-    handle: &Handle,
-) -> impl Future<Item = (), Error = io::Error> {
+/// The answer to `head`, and how long to wait before writing it (for
+/// `GET /delay/MS`); `None` if the client closed without asking.
+fn answer(head: Head, peer: SocketAddr, pages: Pages) -> Option<(Vec<u8>, Option<Duration>)> {
     let mut delay = None;
     let response = match head {
         Head::Complete(head) => match request_line(&head) {
             Some((method, target)) => match (target.strip_prefix("/delay/"), pages) {
-                (Some(ms), Pages::Main(_)) => match ms.parse() {
-                    Ok(ms) => {
+                (Some(ms), Pages::Main(_)) => match ms.parse::<u64>() {
+                    Ok(ms) if ms <= MAX_DELAY_MS => {
                         log::debug!("{}: waiting {} ms", peer, ms);
                         delay = Some(Duration::from_millis(ms));
                         let body = format!("waited {} ms\n", ms);
-                        response("200 OK", TEXT, body.len(), &body)
+                        let sent = if method == "HEAD" { "" } else { body.as_str() };
+                        response("200 OK", TEXT, body.len(), sent)
                     }
-                    Err(_) => {
+                    _ => {
                         log::info!("{}: {} {} -> 400", peer, method, target);
-                        let body = "usage: GET /delay/MS\n";
-                        response("400 Bad Request", TEXT, body.len(), body)
+                        let body = format!("usage: GET /delay/MS, MS at most {}\n", MAX_DELAY_MS);
+                        response("400 Bad Request", TEXT, body.len(), &body)
                     }
                 },
                 (_, pages) => {
@@ -278,14 +300,10 @@ fn answer<S: AsyncWrite>(
         }
         Head::Closed => {
             log::debug!("{}: closed before sending a request", peer);
-            return Either::A(future::ok(()));
+            return None;
         }
     };
-    let wait = match delay {
-        Some(delay) => Either::A(Timeout::new(delay, handle).into_future().flatten()),
-        None => Either::B(future::ok(())),
-    };
-    Either::B(wait.and_then(move |()| tokio_io::io::write_all(socket, response).map(|_| ())))
+    Some((response, delay))
 }
 
 /// The method and target of an `HTTP/1.x` request line, if it is one.

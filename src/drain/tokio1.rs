@@ -159,8 +159,9 @@ impl Drain {
     /// `conn` resolves to, so [`listen`](crate::tokio1::ListenExt::listen) counts
     /// its outcome as usual.
     ///
-    /// Cheap: while the drain hasn't begun, each poll costs one atomic load
-    /// (and a check that the waker is the one registered); the task's waker
+    /// Cheap: while the drain hasn't begun, a poll costs one atomic load,
+    /// and one in which `conn` is pending another (and a check that the
+    /// waker is the one registered); the task's waker
     /// is registered after the first poll in which `conn` is pending, in a
     /// slab whose slots are reused, so a connection that ends in its first
     /// poll never registers.

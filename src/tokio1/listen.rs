@@ -55,11 +55,11 @@ where
     /// into a task; it can be read from any thread.
     ///
     /// `finished` counts outputs that are `()` or `Ok`, `failed` the `Err`
-    /// outputs (see [`ConnectionOutput`](super::ConnectionOutput)) and the
-    /// tasks a shutting-down runtime cancelled, `panicked` the connections
-    /// that panicked, `aborted` those whose tasks were aborted because this
-    /// future was dropped or the [drain deadline](Listen::drain_deadline)
-    /// passed; `running` is then 0. A task that ends as it is aborted is
+    /// outputs (see [`ConnectionOutput`](super::ConnectionOutput)),
+    /// `panicked` the connections that panicked, `aborted` those cut
+    /// unfinished: their tasks aborted because this future was dropped or
+    /// the [drain deadline](Listen::drain_deadline) passed, or cancelled by
+    /// a runtime shutting down; `running` is then 0. A task that ends as it is aborted is
     /// counted once, as whichever came first.
     ///
     /// # Examples

@@ -2,6 +2,7 @@
 //! counts how it ended and adds one to the count of ends that [`Tasks`], the
 //! pool's side, reads to free slots.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -111,10 +112,12 @@ impl Tasks {
         // count its end, before `spawn` returns.
         self.shared.stats.record_start_shared();
         self.running += 1;
+        let spawning = Spawning::enter();
         let handle = spawn(Report {
             shared: Some(self.shared.clone()),
             started,
         });
+        drop(spawning);
         self.handles.push((handle, started));
     }
 
@@ -260,11 +263,46 @@ impl Report {
 
 impl Drop for Report {
     fn drop(&mut self) {
-        // The pool aborts its tasks only after closing; so a cancelled task
-        // that can still report was cancelled by a runtime shutting down.
-        if self.send(Outcome::Failed) {
-            debug!("a connection was cancelled");
+        if self.shared.is_none() {
+            return;
         }
+        // Dropped by the `spawn` that was to run it (outside a runtime): the
+        // connection never ran, it failed. Otherwise its task was cancelled;
+        // the pool aborts its tasks only after closing, so a cancelled task
+        // that can still report was cancelled by a runtime shutting down:
+        // cut unfinished, as if the pool had aborted it.
+        let (outcome, how) = if SPAWNING.get() {
+            (Outcome::Failed, "could not be spawned")
+        } else {
+            (Outcome::Aborted, "was cancelled by its runtime")
+        };
+        if self.send(outcome) {
+            debug!("a connection {}", how);
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread is inside a pool's `spawn`, where a [`Report`]
+    /// dropped is that of a task that never ran.
+    static SPAWNING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// [`SPAWNING`] for the time of one `spawn`, also if it panics.
+struct Spawning;
+
+impl Spawning {
+    #[inline]
+    fn enter() -> Spawning {
+        SPAWNING.set(true);
+        Spawning
+    }
+}
+
+impl Drop for Spawning {
+    #[inline]
+    fn drop(&mut self) {
+        SPAWNING.set(false);
     }
 }
 
@@ -336,4 +374,16 @@ fn lock(waker: &Mutex<Option<Waker>>) -> MutexGuard<'_, Option<Waker>> {
     waker
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{boxes, BOX_ABOVE};
+
+    #[test]
+    fn futures_over_the_threshold_are_boxed_and_others_not() {
+        assert!(!boxes::<[u8; BOX_ABOVE]>());
+        assert!(boxes::<[u8; BOX_ABOVE + 1]>());
+        assert!(!boxes::<std::future::Ready<()>>());
+    }
 }
