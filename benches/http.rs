@@ -19,6 +19,7 @@
 //! ```sh
 //! cargo bench --features axum --bench http                 # about 3 minutes
 //! HTTP_ROUNDS=5 HTTP_SECONDS=5 cargo bench --features axum --bench http
+//! HTTP_MODES=close HTTP_ROUNDS=12 cargo bench --features axum --bench http   # one client only
 //! bash benches/callgrind_http.sh                          # instructions per request
 //! ```
 
@@ -86,9 +87,10 @@ fn main() {
         .iter()
         .map(|name| ChildServer::start(name, None))
         .collect();
+    let modes = std::env::var("HTTP_MODES").unwrap_or_else(|_| "keep-alive,close,h2load".into());
     for mode in ["keep-alive", "close", "h2load"]
         .into_iter()
-        .filter(|_| rounds > 0)
+        .filter(|mode| rounds > 0 && modes.split(',').any(|m| m == *mode))
     {
         let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); SERVERS.len()];
         for round in 1..=rounds {
@@ -116,18 +118,34 @@ fn main() {
                 let plain: Vec<f64> = results[pair + 1].iter().map(f).collect();
                 median(&tk) / median(&plain)
             };
+            // The two of a pair run next to each other in every round: the
+            // median of the rounds' own ratios, less moved by the machine's
+            // load drifting over the run.
+            let per_round = |f: fn(&(f64, f64)) -> f64| {
+                let ratios: Vec<f64> = results[pair]
+                    .iter()
+                    .zip(&results[pair + 1])
+                    .map(|(tk, plain)| f(tk) / f(plain))
+                    .collect();
+                median(&ratios)
+            };
             println!(
-                "  {} / {}: requests/s {:.3}, CPU per request {:.3}",
+                "  {} / {}: requests/s {:.3}, CPU per request {:.3} (median of the rounds' ratios: {:.3}, {:.3})",
                 SERVERS[pair],
                 SERVERS[pair + 1],
                 ratio(|r| r.0),
-                ratio(|r| r.1)
+                ratio(|r| r.1),
+                per_round(|r| r.0),
+                per_round(|r| r.1)
             );
         }
     }
     drop(servers);
 
     let recoveries = env_usize("HTTP_RECOVERIES", 5);
+    if recoveries == 0 {
+        return; // and the last run's data file stays
+    }
     println!(
         "\nEMFILE recovery (RLIMIT_NOFILE 64), {} runs each:",
         recoveries
