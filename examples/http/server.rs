@@ -131,7 +131,7 @@ pub fn server_and_metrics(
     let conn_page = page.clone();
     let server = accepts
         .map(move |(socket, peer)| {
-            let pages = Pages::Main(conn_page.get().cloned());
+            let pages = Pages::Main(conn_page.clone());
             connection(socket, peer, config.deadline, pages, &conn_handle)
         })
         .listen(config.max_connections);
@@ -154,6 +154,7 @@ fn metrics_server(
     deadline: Duration,
 ) -> impl Future<Item = (), Error = ()> {
     let conn_handle = handle.clone();
+    let metrics = Rc::new(metrics);
     listener
         .incoming()
         .sleep_on_error(Duration::from_millis(100), handle)
@@ -169,9 +170,9 @@ fn metrics_server(
 enum Pages {
     /// The main listener: `/stats` is the metrics page (once it exists),
     /// anything else is [`BODY`].
-    Main(Option<Metrics>),
+    Main(Rc<OnceCell<Metrics>>),
     /// The metrics listener: the page, whatever the path.
-    Metrics(Metrics),
+    Metrics(Rc<Metrics>),
 }
 
 /// One connection's whole life: read a request, answer, close; or give up
@@ -279,11 +280,14 @@ fn answer(head: Head, peer: SocketAddr, pages: Pages) -> Option<(Vec<u8>, Option
                 },
                 (_, pages) => {
                     log::info!("{}: {} {} -> 200", peer, method, target);
-                    let (content_type, body) = match (target.as_str(), pages) {
-                        (_, Pages::Metrics(metrics)) | ("/stats", Pages::Main(Some(metrics))) => {
-                            (METRICS_TYPE, metrics.to_string())
-                        }
-                        _ => (TEXT, BODY.to_string()),
+                    let page = match (&pages, target.as_str()) {
+                        (Pages::Metrics(metrics), _) => Some(metrics.to_string()),
+                        (Pages::Main(page), "/stats") => page.get().map(Metrics::to_string),
+                        _ => None,
+                    };
+                    let (content_type, body) = match page {
+                        Some(page) => (METRICS_TYPE, page),
+                        None => (TEXT, BODY.to_string()),
                     };
                     let sent = if method == "HEAD" { "" } else { body.as_str() };
                     response("200 OK", content_type, body.len(), sent)
