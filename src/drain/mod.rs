@@ -164,10 +164,10 @@ impl Drain {
     /// connection reads, or replace part of it, as the example does. Cheap:
     /// while the drain hasn't begun, a poll costs one atomic load, and one
     /// in which `conn` is not ready another (and a check that the task is
-    /// the one registered); the connection's task is
-    /// registered to be woken after the first poll in which `conn` is not
-    /// ready, in a slab whose slots are reused, so a connection that ends in
-    /// its first poll never registers.
+    /// the one registered). The connection's task is registered to be woken
+    /// after the first poll in which `conn` is not ready, in a slab whose
+    /// slots are reused, so a connection that ends in its first poll never
+    /// registers.
     ///
     /// # Examples
     ///

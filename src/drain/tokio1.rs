@@ -161,10 +161,9 @@ impl Drain {
     ///
     /// Cheap: while the drain hasn't begun, a poll costs one atomic load,
     /// and one in which `conn` is pending another (and a check that the
-    /// waker is the one registered); the task's waker
-    /// is registered after the first poll in which `conn` is pending, in a
-    /// slab whose slots are reused, so a connection that ends in its first
-    /// poll never registers.
+    /// waker is the one registered). The task's waker is registered after
+    /// the first poll in which `conn` is pending, in a slab whose slots are
+    /// reused, so a connection that ends in its first poll never registers.
     ///
     /// # Examples
     ///

@@ -59,8 +59,8 @@ where
     /// `panicked` the connections that panicked, `aborted` those cut
     /// unfinished: their tasks aborted because this future was dropped or
     /// the [drain deadline](Listen::drain_deadline) passed, or cancelled by
-    /// a runtime shutting down; `running` is then 0. A task that ends as it is aborted is
-    /// counted once, as whichever came first.
+    /// a runtime shutting down; `running` is then 0. A task that ends as it
+    /// is aborted is counted once, as whichever came first.
     ///
     /// # Examples
     ///
