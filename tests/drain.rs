@@ -7,8 +7,11 @@ mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread;
 use std::time::{Duration, Instant};
 
+use futures::executor::{Notify, NotifyHandle};
 use futures::future::{self, Empty, Future};
 use futures::sync::oneshot;
 use futures::{stream, Async, Stream};
@@ -185,6 +188,123 @@ fn each_connection_is_told_once() {
         assert_eq!(poll_future_once(&mut conn, &notify), Ok(Async::NotReady));
     }
     assert_eq!(told.get(), 1);
+}
+
+/// The shutdown signal keeps only the task that polled it last. A clone of
+/// the drain polled by another task (say, in a `select` with a timeout that
+/// won), then dropped, must not take the signal's wake-up with it: the
+/// server that polled the drain before is woken, and drains.
+#[test]
+fn the_signal_wakes_the_server_after_a_clone_polled_by_another_task_is_dropped() {
+    support::init_logging();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let told = Rc::new(Cell::new(0));
+    let accepts = stream::iter_ok::<_, ()>(vec![watched(&drain, &told)]).chain(stream::empty());
+    let mut server = spawn(accepts.listen(10).with_graceful_shutdown(drain.clone()));
+    let (server_woken, server_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut server, &server_notify),
+        Ok(Async::NotReady)
+    );
+
+    let mut other = spawn(drain.clone());
+    let (_, other_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut other, &other_notify),
+        Ok(Async::NotReady)
+    );
+    drop(other);
+
+    stop.send(()).unwrap();
+    assert!(server_woken.count() > 0, "the signal woke the server");
+    assert_eq!(
+        poll_future_once(&mut server, &server_notify),
+        Ok(Async::Ready(()))
+    );
+    assert_eq!(told.get(), 1);
+}
+
+/// The same with a clone whose task keeps it but stops polling it: both
+/// tasks are woken, and the server drains.
+#[test]
+fn the_signal_wakes_the_server_after_a_clone_polled_by_another_task_stops_being_polled() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let mut server = spawn(drain.clone());
+    let (server_woken, server_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut server, &server_notify),
+        Ok(Async::NotReady)
+    );
+    let mut other = spawn(drain.clone());
+    let (other_woken, other_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut other, &other_notify),
+        Ok(Async::NotReady)
+    );
+
+    stop.send(()).unwrap();
+    assert_eq!((server_woken.count(), other_woken.count()), (1, 1));
+    assert_eq!(
+        poll_future_once(&mut server, &server_notify),
+        Ok(Async::Ready(()))
+    );
+    assert!(drain.is_draining());
+    assert_eq!(other_woken.count(), 2, "woken again by the beginning");
+    assert_eq!(
+        poll_future_once(&mut other, &other_notify),
+        Ok(Async::Ready(()))
+    );
+}
+
+/// A signal that wakes its task during its own poll (as a signal that
+/// yields once does) wakes the `Drain` that polls it, even on its first
+/// poll.
+#[test]
+fn a_signal_that_wakes_during_the_first_poll_is_polled_again() {
+    let mut yielded = false;
+    let signal = future::poll_fn(move || {
+        if yielded {
+            return Ok(Async::Ready(()));
+        }
+        yielded = true;
+        futures::task::current().notify();
+        Ok::<_, ()>(Async::NotReady)
+    });
+    let drain = Drain::new(signal);
+    let mut polled = spawn(drain.clone());
+    let (woken, notify) = CountingNotify::handle();
+    assert_eq!(poll_future_once(&mut polled, &notify), Ok(Async::NotReady));
+    assert_eq!(woken.count(), 1, "woken during its poll");
+    assert_eq!(poll_future_once(&mut polled, &notify), Ok(Async::Ready(())));
+    assert!(drain.is_draining());
+}
+
+/// A task woken by the signal whose wake-up runs drain code at once (here
+/// it begins the drain, as an executor that polls inline could) is woken
+/// outside the drain's lock: no deadlock.
+#[test]
+fn a_wake_up_that_begins_the_drain_at_once_does_not_deadlock() {
+    struct BeginsWhenWoken(Drain);
+
+    impl Notify for BeginsWhenWoken {
+        fn notify(&self, _id: usize) {
+            self.0.begin();
+        }
+    }
+
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let drain = Drain::new(stopped);
+        let notify = NotifyHandle::from(Arc::new(BeginsWhenWoken(drain.clone())));
+        let mut polled = spawn(drain.clone());
+        assert_eq!(poll_future_once(&mut polled, &notify), Ok(Async::NotReady));
+        stop.send(()).unwrap();
+        done.send(drain.is_draining()).unwrap();
+    });
+    assert_eq!(finished.recv_timeout(GENEROUS), Ok(true), "deadlocked");
 }
 
 /// Runs `server` on `core`, failing the test after [`GENEROUS`].

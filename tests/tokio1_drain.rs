@@ -160,6 +160,102 @@ fn the_drain_wakes_the_task_that_polled_a_connection_last() {
     assert_eq!(first.count(), 0, "the task before it is not");
 }
 
+/// A shutdown signal that says when it was first polled: from inside its
+/// poll, so that a poll by another `Drain` clone comes after.
+struct SaysWhenPolled {
+    signal: oneshot::Receiver<()>,
+    polled: Option<oneshot::Sender<()>>,
+}
+
+impl Future for SaysWhenPolled {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let fired = Pin::new(&mut self.signal).poll(cx).is_ready();
+        if let Some(polled) = self.polled.take() {
+            let _ = polled.send(());
+        }
+        if fired {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// The shutdown signal keeps only the waker that polled it last. A clone of
+/// the drain awaited by another task in a `select!` whose other branch
+/// wins, and so dropped, must not take the signal's wake-up with it: the
+/// server, which polled the drain before, is woken and drains.
+#[test]
+fn the_signal_ends_the_server_after_a_clone_awaited_by_another_task_is_dropped() {
+    init_logging();
+    for flavour in FLAVOURS {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (polled, first_polled) = oneshot::channel();
+        let drain = Drain::new(SaysWhenPolled {
+            signal: stopped,
+            polled: Some(polled),
+        });
+        let accepts =
+            tokio_stream::iter(vec![idle(&drain, None)]).chain(stream_fn(|_| Poll::Pending));
+        let server = accepts.listen(10).with_graceful_shutdown(drain.clone());
+        let stats = server.stats();
+        run(flavour, async move {
+            let server = tokio::spawn(server);
+            first_polled.await.unwrap();
+            tokio::select! {
+                biased;
+                () = drain.clone() => panic!("{:?}: begun before the signal", flavour),
+                () = std::future::ready(()) => {}
+            }
+            stop.send(()).unwrap();
+            server.await.unwrap();
+            assert!(drain.is_draining());
+            assert_eq!((stats.finished(), stats.running()), (1, 0), "{:?}", flavour);
+        });
+    }
+}
+
+/// Hand-polled: a clone polled by another waker, which then stops polling
+/// it, leaves both wakers woken by the signal, and the first drains.
+#[test]
+fn the_signal_wakes_a_clone_polled_before_another_one() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let mut first = drain.clone();
+    let mut second = drain.clone();
+    let (first_woken, first_waker) = CountingNotify::waker();
+    let (second_woken, second_waker) = CountingNotify::waker();
+    assert!(poll_once(&mut first, &first_waker).is_pending());
+    assert!(poll_once(&mut second, &second_waker).is_pending());
+    stop.send(()).unwrap();
+    assert_eq!((first_woken.count(), second_woken.count()), (1, 1));
+    assert!(poll_once(&mut first, &first_waker).is_ready());
+    assert!(drain.is_draining());
+}
+
+/// A signal that wakes its task during its own poll (as one that yields
+/// once does) wakes the `Drain` that polls it, even on its first poll.
+#[test]
+fn a_signal_that_wakes_during_the_first_poll_is_polled_again() {
+    let mut yielded = false;
+    let drain = Drain::new(std::future::poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }));
+    let mut polled = drain.clone();
+    let (woken, waker) = CountingNotify::waker();
+    assert!(poll_once(&mut polled, &waker).is_pending());
+    assert_eq!(woken.count(), 1, "woken during its poll");
+    assert!(poll_once(&mut polled, &waker).is_ready());
+    assert!(drain.is_draining());
+}
+
 #[test]
 fn the_drain_deadline_drops_what_is_left_counts_it_as_aborted_and_resolves() {
     init_logging();

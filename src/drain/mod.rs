@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use futures::executor::{self, NotifyHandle};
 use futures::{task, Async, Future, IntoFuture, Poll};
 
 use self::state::{Current01, DrainParts, WatchParts};
@@ -80,7 +81,7 @@ type Signal = Box<dyn Future<Item = (), Error = ()> + Send>;
 #[must_use = "futures do nothing unless polled"]
 #[derive(Clone)]
 pub struct Drain {
-    parts: DrainParts<Signal, task::Task>,
+    parts: DrainParts<Signal, task::Task, NotifyHandle>,
 }
 
 impl Drain {
@@ -88,8 +89,10 @@ impl Drain {
     /// [`oneshot::Sender`](futures::sync::oneshot::Sender) begins it too);
     /// its value and error are ignored. The signal is polled by whoever
     /// polls the `Drain` as a future (the server, in
-    /// [`with_graceful_shutdown`](crate::Listen::with_graceful_shutdown)).
-    /// The beginning is logged at `info`, with the number of connections
+    /// [`with_graceful_shutdown`](crate::Listen::with_graceful_shutdown));
+    /// whichever clone polls it, its wake-up wakes every task waiting on a
+    /// `Drain`, so a clone awaited elsewhere (in a `select` with a timeout,
+    /// say) does not keep the server from draining. The beginning is logged at `info`, with the number of connections
     /// told. For a drain begun only by hand, pass
     /// [`future::empty()`](futures::future::empty).
     ///
@@ -114,7 +117,7 @@ impl Drain {
     {
         let signal = signal.into_future().then(|_| Ok(()));
         Drain {
-            parts: DrainParts::new(Box::new(signal)),
+            parts: DrainParts::new(Box::new(signal), NotifyHandle::from),
         }
     }
 
@@ -201,8 +204,8 @@ impl Future for Drain {
     type Error = ();
 
     fn poll(&mut self) -> Poll<(), ()> {
-        let begun = self.parts.poll(&mut Current01, |signal, _| {
-            !matches!(signal.poll(), Ok(Async::NotReady))
+        let begun = self.parts.poll(&Current01, |signal, wake| {
+            executor::with_notify(wake, 0, || !matches!(signal.poll(), Ok(Async::NotReady)))
         });
         Ok(if begun {
             Async::Ready(())

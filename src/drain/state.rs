@@ -3,12 +3,14 @@
 //! task and learns that the drain began, what is logged, and the deadline's
 //! report. The futures 0.1 `Drain` (in `mod.rs`) and the tokio 1 one
 //! (`tokio1.rs`) hold a [`DrainParts`] or a [`WatchParts`] and only poll
-//! their signal or connection, naming their task through [`Current`].
+//! their signal or connection, naming their task through [`Current`]; the
+//! signal is polled with a wake-up handle of the drain's own, made from a
+//! [`WakeDrains`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use log::info;
@@ -36,6 +38,7 @@ struct Waiters {
 }
 
 /// A task of either stack.
+#[derive(Clone)]
 pub(crate) enum Waiter {
     Task(futures::task::Task),
     Waker(Waker),
@@ -213,18 +216,35 @@ impl Drop for Registration {
 }
 
 /// What a `Drain` of either stack is made of: its place among the waiters
-/// when polled as a future, and the shutdown signal `S` (boxed by the
-/// adapter), shared by the clones and `None` once it fired.
-pub(crate) struct DrainParts<S, T> {
+/// when polled as a future, and the shutdown signal, shared by the clones.
+pub(crate) struct DrainParts<S, T, W> {
     waiting: Waiting<T>,
-    signal: Arc<Mutex<Option<S>>>,
+    signal: Arc<SharedSignal<S, W>>,
 }
 
-impl<S, T> DrainParts<S, T> {
-    pub(crate) fn new(signal: S) -> DrainParts<S, T> {
+/// The shutdown signal `S` (boxed by the adapter), and the handle `W` it is
+/// polled with: the stack's form of a [`WakeDrains`] (a futures 0.1
+/// `NotifyHandle`, a tokio 1 `Waker`), made once per drain.
+struct SharedSignal<S, W> {
+    /// `None` once it fired.
+    future: Mutex<Option<S>>,
+    wake: W,
+}
+
+impl<S, T, W> DrainParts<S, T, W> {
+    /// A drain around `signal`, which will be polled with the handle that
+    /// `wake` makes of the drain's [`WakeDrains`].
+    pub(crate) fn new(signal: S, wake: impl FnOnce(Arc<WakeDrains>) -> W) -> DrainParts<S, T, W> {
+        let state = Arc::new(State::default());
+        let wake = wake(Arc::new(WakeDrains {
+            state: Arc::downgrade(&state),
+        }));
         DrainParts {
-            waiting: Waiting::new(Arc::new(State::default()), Kind::Drain),
-            signal: Arc::new(Mutex::new(Some(signal))),
+            waiting: Waiting::new(state, Kind::Drain),
+            signal: Arc::new(SharedSignal {
+                future: Mutex::new(Some(signal)),
+                wake,
+            }),
         }
     }
 
@@ -259,39 +279,49 @@ impl<S, T> DrainParts<S, T> {
     }
 
     /// A poll of the `Drain` as a future: whether the drain has begun.
-    /// If it hasn't, polls the signal with `fired` (which says whether it
-    /// resolved or failed, so that the drain begins now), then makes sure
-    /// the task polling now (`cx`) is woken when the drain begins.
-    pub(crate) fn poll<C>(&mut self, cx: &mut C, fired: impl FnOnce(&mut S, &mut C) -> bool) -> bool
+    /// If it hasn't, makes sure the task polling now (`cx`) is woken when
+    /// the drain begins or the signal wakes, then polls the signal with
+    /// `fired`, given the drain's wake-up handle (`fired` says whether the
+    /// signal resolved or failed, so that the drain begins now).
+    ///
+    /// The signal keeps only the handle it was polled with last; were that
+    /// the task of the clone polling now, a clone polled by another task
+    /// before (the server's) would sleep through the signal once this one
+    /// is dropped or no longer polled. The drain's handle wakes every
+    /// `Drain` future registered, so whichever polls next begins the drain.
+    /// Registered before the signal is polled, this task is woken by a
+    /// wake-up that comes during the poll too.
+    pub(crate) fn poll<C>(&mut self, cx: &C, fired: impl FnOnce(&mut S, &W) -> bool) -> bool
     where
         C: Current<Task = T>,
         T: Clone + Into<Waiter>,
     {
-        if self.is_draining() {
+        // Woken by `begin`, from wherever it is called, and by the signal.
+        if self.waiting.poll_begun(cx) {
             return true;
         }
-        {
-            let mut signal = self.signal.lock();
-            if let Some(current) = signal.as_mut() {
-                if fired(current, cx) {
-                    *signal = None;
-                    drop(signal);
-                    self.waiting
-                        .registration
-                        .state()
-                        .begin("shutdown signal received");
-                    return true;
-                }
-            }
+        let mut signal = self.signal.future.lock();
+        let Some(current) = signal.as_mut() else {
+            // Fired, polled by another clone, which begins the drain (and
+            // wakes this one).
+            return false;
+        };
+        if !fired(current, &self.signal.wake) {
+            return false;
         }
-        // Woken by `begin`, from wherever it is called.
-        self.waiting.poll_begun(cx)
+        *signal = None;
+        drop(signal);
+        self.waiting
+            .registration
+            .state()
+            .begin("shutdown signal received");
+        true
     }
 }
 
-impl<S, T> Clone for DrainParts<S, T> {
+impl<S, T, W> Clone for DrainParts<S, T, W> {
     /// The same drain and signal, not registered yet.
-    fn clone(&self) -> DrainParts<S, T> {
+    fn clone(&self) -> DrainParts<S, T, W> {
         DrainParts {
             waiting: Waiting::new(self.waiting.registration.state().clone(), Kind::Drain),
             signal: self.signal.clone(),
@@ -299,12 +329,60 @@ impl<S, T> Clone for DrainParts<S, T> {
     }
 }
 
-impl<S, T> fmt::Debug for DrainParts<S, T> {
+impl<S, T, W> fmt::Debug for DrainParts<S, T, W> {
     /// The `Debug` of a `Drain` of either stack.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Drain")
             .field("draining", &self.is_draining())
             .finish_non_exhaustive()
+    }
+}
+
+/// The wake-up handle a drain's shutdown signal is polled with, whichever
+/// clone polls it: it wakes the task of every `Drain` future registered
+/// (not the watched connections), of either stack. One per drain.
+pub(crate) struct WakeDrains {
+    /// Weak: a signal kept alive (by its sender) does not keep the
+    /// waiters; with every `Drain` gone there is nobody to wake.
+    state: Weak<State>,
+}
+
+impl WakeDrains {
+    /// Wakes the `Drain` futures: their wakers are cloned under the lock,
+    /// and woken once it is released (waking may run code that polls a
+    /// `Drain` or a connection, which takes the lock).
+    fn wake_drains(&self) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        let drains: Vec<Waiter> = state
+            .waiters
+            .lock()
+            .slots
+            .iter()
+            .flatten()
+            .filter(|(_, kind)| *kind == Kind::Drain)
+            .map(|(waiter, _)| waiter.clone())
+            .collect();
+        for drain in drains {
+            drain.wake();
+        }
+    }
+}
+
+impl futures::executor::Notify for WakeDrains {
+    fn notify(&self, _id: usize) {
+        self.wake_drains();
+    }
+}
+
+impl Wake for WakeDrains {
+    fn wake(self: Arc<Self>) {
+        self.wake_drains();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_drains();
     }
 }
 

@@ -78,15 +78,17 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 #[must_use = "futures do nothing unless polled"]
 #[derive(Clone)]
 pub struct Drain {
-    parts: DrainParts<Signal, Waker>,
+    parts: DrainParts<Signal, Waker, Waker>,
 }
 
 impl Drain {
     /// A drain that begins when `signal` resolves; its output is ignored.
     /// The signal is polled by whoever polls the `Drain` as a future (the
     /// server, in
-    /// [`with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown)).
-    /// The beginning is logged at `info`, with the number of connections
+    /// [`with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown));
+    /// whichever clone polls it, its wake-up wakes every task waiting on a
+    /// `Drain`, so a clone awaited elsewhere (in a `select!` with a timeout,
+    /// say) does not keep the server from draining. The beginning is logged at `info`, with the number of connections
     /// told. For a drain begun only by hand, pass
     /// [`std::future::pending()`].
     ///
@@ -113,7 +115,7 @@ impl Drain {
             let _ = signal.await;
         };
         Drain {
-            parts: DrainParts::new(Box::pin(signal)),
+            parts: DrainParts::new(Box::pin(signal), Waker::from),
         }
     }
 
@@ -288,9 +290,12 @@ impl Future for Drain {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let begun = self
-            .parts
-            .poll(cx, |signal, cx| signal.as_mut().poll(cx).is_ready());
+        let begun = self.parts.poll(&*cx, |signal, waker| {
+            signal
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_ready()
+        });
         if begun {
             Poll::Ready(())
         } else {
