@@ -88,8 +88,9 @@ impl Drain {
     /// [`with_graceful_shutdown`](crate::tokio1::Listen::with_graceful_shutdown));
     /// whichever clone polls it, its wake-up wakes every task waiting on a
     /// `Drain`, so a clone awaited elsewhere (in a `select!` with a timeout,
-    /// say) does not keep the server from draining. The beginning is logged at `info`, with the number of connections
-    /// told. For a drain begun only by hand, pass
+    /// say) does not keep the server from draining. The beginning is
+    /// logged at `info`, with the number of connections told. For a drain
+    /// begun only by hand, pass
     /// [`std::future::pending()`].
     ///
     /// # Examples
