@@ -281,9 +281,8 @@ fn a_signal_that_wakes_during_the_first_poll_is_polled_again() {
     assert!(drain.is_draining());
 }
 
-/// A task woken by the signal whose wake-up runs drain code at once (here
-/// it begins the drain, as an executor that polls inline could) is woken
-/// outside the drain's lock: no deadlock.
+/// A task woken by the signal whose wake-up begins the drain at once is
+/// woken outside the lock of the drain's waiters: no deadlock.
 #[test]
 fn a_wake_up_that_begins_the_drain_at_once_does_not_deadlock() {
     struct BeginsWhenWoken(Drain);
@@ -305,6 +304,122 @@ fn a_wake_up_that_begins_the_drain_at_once_does_not_deadlock() {
         done.send(drain.is_draining()).unwrap();
     });
     assert_eq!(finished.recv_timeout(GENEROUS), Ok(true), "deadlocked");
+}
+
+/// An executor that polls its one task as soon as it is woken, on the
+/// waking thread, unless the task is being polled already.
+struct PollsInline {
+    task: std::sync::Mutex<Option<futures::executor::Spawn<Drain>>>,
+    polls: std::sync::atomic::AtomicUsize,
+    itself: std::sync::Mutex<Option<NotifyHandle>>,
+}
+
+impl PollsInline {
+    fn new(drain: Drain) -> Arc<PollsInline> {
+        let inline = Arc::new(PollsInline {
+            task: std::sync::Mutex::new(Some(spawn(drain))),
+            polls: std::sync::atomic::AtomicUsize::new(0),
+            itself: std::sync::Mutex::new(None),
+        });
+        *inline.itself.lock().unwrap() = Some(NotifyHandle::from(inline.clone()));
+        inline
+    }
+
+    fn polls(&self) -> usize {
+        self.polls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Notify for PollsInline {
+    fn notify(&self, _id: usize) {
+        let itself = self.itself.lock().unwrap().clone().unwrap();
+        if let Ok(mut task) = self.task.try_lock() {
+            if let Some(task) = task.as_mut() {
+                self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = task.poll_future_notify(&itself, 0);
+            }
+        }
+    }
+}
+
+/// A signal whose poll wakes its task, with an executor that then polls
+/// another clone at once, on the same thread, in the middle of the
+/// signal's poll: that clone finds the signal out for polling, and is
+/// polled again when the poll ends. No deadlock, no lost wake-up.
+#[test]
+fn a_clone_polled_inline_while_the_signal_runs_is_polled_again_after() {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut stopped = Some(stopped);
+        let mut polls = 0;
+        // Wakes its task in its second poll, as a signal that yields does.
+        let signal = future::poll_fn(move || {
+            polls += 1;
+            if polls == 2 {
+                futures::task::current().notify();
+            }
+            match stopped.as_mut().map(|stopped| stopped.poll()) {
+                Some(Ok(Async::NotReady)) => Ok(Async::NotReady),
+                _ => Ok::<_, ()>(Async::Ready(())),
+            }
+        });
+        let drain = Drain::new(signal);
+        let inline = PollsInline::new(drain.clone());
+        // Polls the signal first, and registers.
+        inline.notify(0);
+        let polls = inline.polls();
+        let mut other = spawn(drain.clone());
+        let (_, other_notify) = CountingNotify::handle();
+        // Its signal poll wakes the inline task, which finds the signal out.
+        assert_eq!(
+            poll_future_once(&mut other, &other_notify),
+            Ok(Async::NotReady)
+        );
+        assert!(
+            inline.polls() >= polls + 2,
+            "polled inline, then again after the signal's poll"
+        );
+        drop(other);
+        stop.send(()).unwrap();
+        assert!(
+            drain.is_draining(),
+            "the inline task polled the fired signal"
+        );
+        done.send(()).unwrap();
+    });
+    assert_eq!(
+        finished.recv_timeout(GENEROUS),
+        Ok(()),
+        "deadlocked or failed"
+    );
+}
+
+/// The signal's wake-up wakes the `Drain` futures, not the watched
+/// connections: they are told when the drain begins.
+#[test]
+fn the_signal_wakes_the_drains_and_not_the_connections() {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let drain = Drain::new(stopped);
+    let mut server = spawn(drain.clone());
+    let (server_woken, server_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut server, &server_notify),
+        Ok(Async::NotReady)
+    );
+    let mut connection = spawn(drain.watch(future::empty::<(), ()>(), |_| ()));
+    let (connection_woken, connection_notify) = CountingNotify::handle();
+    assert_eq!(
+        poll_future_once(&mut connection, &connection_notify),
+        Ok(Async::NotReady)
+    );
+    stop.send(()).unwrap();
+    assert_eq!((server_woken.count(), connection_woken.count()), (1, 0));
+    assert_eq!(
+        poll_future_once(&mut server, &server_notify),
+        Ok(Async::Ready(()))
+    );
+    assert_eq!(connection_woken.count(), 1, "told by the drain's beginning");
 }
 
 /// Runs `server` on `core`, failing the test after [`GENEROUS`].

@@ -256,6 +256,62 @@ fn a_signal_that_wakes_during_the_first_poll_is_polled_again() {
     assert!(drain.is_draining());
 }
 
+/// A task whose cooperative budget is spent (a busy accept loop, say) has
+/// the polls of tokio's resources refused, each with a wake-up of its
+/// waker. The signal's waker is the drain's own, which wakes every task
+/// waiting on a `Drain`: the signal is polled outside the budget, so that
+/// those tasks are not woken for nothing at every such poll.
+#[test]
+fn a_drain_polled_on_a_spent_budget_does_not_wake_the_other_drains() {
+    const WAITING: usize = 20;
+    const ROUNDS: usize = 10;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let drain = Drain::new(stopped);
+        let polls = Arc::new(AtomicUsize::new(0));
+        let waiting: Vec<_> = (0..WAITING)
+            .map(|_| {
+                let mut drain = drain.clone();
+                let polls = polls.clone();
+                tokio::spawn(std::future::poll_fn(move |cx| {
+                    polls.fetch_add(1, Ordering::SeqCst);
+                    Pin::new(&mut drain).poll(cx)
+                }))
+            })
+            .collect();
+        // Each waiting task polls once, and waits.
+        for _ in 0..100 * WAITING {
+            if polls.load(Ordering::SeqCst) == WAITING {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), WAITING, "each polled once");
+        let mut busy = drain.clone();
+        for _ in 0..ROUNDS {
+            std::future::poll_fn(|cx| {
+                while let Poll::Ready(progress) = tokio::task::coop::poll_proceed(cx) {
+                    progress.made_progress();
+                }
+                assert!(Pin::new(&mut busy).poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            // Lets any task woken run.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), WAITING, "no task woken");
+        stop.send(()).unwrap();
+        for task in waiting {
+            task.await.unwrap();
+        }
+        assert!(drain.is_draining());
+    });
+}
+
 #[test]
 fn the_drain_deadline_drops_what_is_left_counts_it_as_aborted_and_resolves() {
     init_logging();

@@ -132,6 +132,25 @@ impl State {
             waiter.wake();
         }
     }
+
+    /// Wakes the `Drain` futures (not the connections), so that one of them
+    /// polls the signal: their tasks are cloned under the lock, and woken
+    /// once it is released (waking may run code that polls a `Drain` or a
+    /// connection, which takes the lock).
+    fn wake_drains(&self) {
+        let drains: Vec<Waiter> = self
+            .waiters
+            .lock()
+            .slots
+            .iter()
+            .flatten()
+            .filter(|(_, kind)| *kind == Kind::Drain)
+            .map(|(waiter, _)| waiter.clone())
+            .collect();
+        for drain in drains {
+            drain.wake();
+        }
+    }
 }
 
 /// One waiter's place in a [`State`], freed on drop.
@@ -226,9 +245,48 @@ pub(crate) struct DrainParts<S, T, W> {
 /// polled with: the stack's form of a [`WakeDrains`] (a futures 0.1
 /// `NotifyHandle`, a tokio 1 `Waker`), made once per drain.
 struct SharedSignal<S, W> {
-    /// `None` once it fired.
-    future: Mutex<Option<S>>,
+    slot: Mutex<SignalSlot<S>>,
     wake: W,
+}
+
+/// Where the shutdown signal is. A clone polls it taken out of the lock,
+/// which no one holds while the signal runs: its wake-up may run other
+/// clones' polls at once, on this thread (an executor that polls inline).
+enum SignalSlot<S> {
+    /// To be polled by the next clone polled.
+    Idle(S),
+    /// Out with the clone polling it now. `missed`: another clone came
+    /// meanwhile and returned pending; the poll wakes the `Drain`s when it
+    /// ends, so that one polls the signal again.
+    Polling { missed: bool },
+    /// Fired (the drain begins, or has begun).
+    Fired,
+}
+
+/// A signal taken out for a poll: put back when dropped (a panic of the
+/// signal's poll included), or marked fired once it has.
+struct TakenSignal<'a, S, W> {
+    shared: &'a SharedSignal<S, W>,
+    state: &'a State,
+    /// `None` once it fired (dropped, outside the lock).
+    signal: Option<S>,
+}
+
+impl<S, W> Drop for TakenSignal<'_, S, W> {
+    fn drop(&mut self) {
+        let missed = {
+            let mut slot = self.shared.slot.lock();
+            let missed = matches!(*slot, SignalSlot::Polling { missed: true });
+            *slot = match self.signal.take() {
+                Some(signal) => SignalSlot::Idle(signal),
+                None => SignalSlot::Fired,
+            };
+            missed && matches!(*slot, SignalSlot::Idle(_))
+        };
+        if missed {
+            self.state.wake_drains();
+        }
+    }
 }
 
 impl<S, T, W> DrainParts<S, T, W> {
@@ -242,7 +300,7 @@ impl<S, T, W> DrainParts<S, T, W> {
         DrainParts {
             waiting: Waiting::new(state, Kind::Drain),
             signal: Arc::new(SharedSignal {
-                future: Mutex::new(Some(signal)),
+                slot: Mutex::new(SignalSlot::Idle(signal)),
                 wake,
             }),
         }
@@ -290,7 +348,8 @@ impl<S, T, W> DrainParts<S, T, W> {
     /// is dropped or no longer polled. The drain's handle wakes every
     /// `Drain` future registered, so whichever polls next begins the drain.
     /// Registered before the signal is polled, this task is woken by a
-    /// wake-up that comes during the poll too.
+    /// wake-up that comes during the poll too. No lock is held while the
+    /// signal runs (see [`SignalSlot`]).
     pub(crate) fn poll<C>(&mut self, cx: &C, fired: impl FnOnce(&mut S, &W) -> bool) -> bool
     where
         C: Current<Task = T>,
@@ -300,22 +359,42 @@ impl<S, T, W> DrainParts<S, T, W> {
         if self.waiting.poll_begun(cx) {
             return true;
         }
-        let mut signal = self.signal.future.lock();
-        let Some(current) = signal.as_mut() else {
-            // Fired, polled by another clone, which begins the drain (and
-            // wakes this one).
-            return false;
+        let signal = {
+            let mut slot = self.signal.slot.lock();
+            match std::mem::replace(&mut *slot, SignalSlot::Polling { missed: false }) {
+                SignalSlot::Idle(signal) => signal,
+                SignalSlot::Polling { .. } => {
+                    // Polled by another clone now, which wakes this one
+                    // when its poll ends.
+                    *slot = SignalSlot::Polling { missed: true };
+                    return false;
+                }
+                SignalSlot::Fired => {
+                    // The clone that saw it fire begins the drain, and so
+                    // wakes this one, if it hasn't already.
+                    *slot = SignalSlot::Fired;
+                    return self.is_draining();
+                }
+            }
         };
-        if !fired(current, &self.signal.wake) {
-            return false;
+        let state = self.waiting.registration.state();
+        let mut taken = TakenSignal {
+            shared: &self.signal,
+            state,
+            signal: Some(signal),
+        };
+        let begun = taken
+            .signal
+            .as_mut()
+            .is_some_and(|signal| fired(signal, &self.signal.wake));
+        if begun {
+            taken.signal = None;
         }
-        *signal = None;
-        drop(signal);
-        self.waiting
-            .registration
-            .state()
-            .begin("shutdown signal received");
-        true
+        drop(taken);
+        if begun {
+            state.begin("shutdown signal received");
+        }
+        begun
     }
 }
 
@@ -352,20 +431,8 @@ impl WakeDrains {
     /// and woken once it is released (waking may run code that polls a
     /// `Drain` or a connection, which takes the lock).
     fn wake_drains(&self) {
-        let Some(state) = self.state.upgrade() else {
-            return;
-        };
-        let drains: Vec<Waiter> = state
-            .waiters
-            .lock()
-            .slots
-            .iter()
-            .flatten()
-            .filter(|(_, kind)| *kind == Kind::Drain)
-            .map(|(waiter, _)| waiter.clone())
-            .collect();
-        for drain in drains {
-            drain.wake();
+        if let Some(state) = self.state.upgrade() {
+            state.wake_drains();
         }
     }
 }

@@ -112,9 +112,11 @@ impl Drain {
     where
         F: Future + Send + 'static,
     {
-        let signal = async move {
+        // Outside tokio's cooperative budget: a poll that a spent budget
+        // refused would wake the drain's handle, and so every `Drain`.
+        let signal = tokio::task::coop::unconstrained(async move {
             let _ = signal.await;
-        };
+        });
         Drain {
             parts: DrainParts::new(Box::pin(signal), Waker::from),
         }
