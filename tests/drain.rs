@@ -395,6 +395,59 @@ fn a_clone_polled_inline_while_the_signal_runs_is_polled_again_after() {
     );
 }
 
+/// A clone that finds the signal out for polling is woken when that poll
+/// ends, and it alone: the other `Drain`s, woken once by the signal, are not
+/// woken again (on a multi-thread runtime, such wake-ups of every `Drain`
+/// at each collision made one wake-up of the signal cost thousands of
+/// polls with 200 waiting tasks).
+#[test]
+fn only_the_clone_that_found_the_signal_out_is_woken_after_the_poll() {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut stopped = Some(stopped);
+        let yields = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let yielding = yields.clone();
+        // Wakes its task once asked to, as a signal that yields does.
+        let signal = future::poll_fn(move || {
+            if yielding.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                futures::task::current().notify();
+            }
+            match stopped.as_mut().map(|stopped| stopped.poll()) {
+                Some(Ok(Async::NotReady)) => Ok(Async::NotReady),
+                _ => Ok::<_, ()>(Async::Ready(())),
+            }
+        });
+        let drain = Drain::new(signal);
+        let inline = PollsInline::new(drain.clone());
+        inline.notify(0);
+        let mut bystander = spawn(drain.clone());
+        let (bystander_woken, bystander_notify) = CountingNotify::handle();
+        assert_eq!(
+            poll_future_once(&mut bystander, &bystander_notify),
+            Ok(Async::NotReady)
+        );
+        let polls = inline.polls();
+        yields.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut other = spawn(drain.clone());
+        let (_, other_notify) = CountingNotify::handle();
+        assert_eq!(
+            poll_future_once(&mut other, &other_notify),
+            Ok(Async::NotReady)
+        );
+        assert_eq!(inline.polls(), polls + 2, "inline, then after the poll");
+        assert_eq!(bystander_woken.count(), 1, "by the signal only");
+        stop.send(()).unwrap();
+        assert!(drain.is_draining());
+        done.send(()).unwrap();
+    });
+    assert_eq!(
+        finished.recv_timeout(GENEROUS),
+        Ok(()),
+        "deadlocked or failed"
+    );
+}
+
 /// The signal's wake-up wakes the `Drain` futures, not the watched
 /// connections: they are told when the drain begins.
 #[test]

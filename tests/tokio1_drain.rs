@@ -266,6 +266,7 @@ fn a_drain_polled_on_a_spent_budget_does_not_wake_the_other_drains() {
     const WAITING: usize = 20;
     const ROUNDS: usize = 10;
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     runtime.block_on(async {
@@ -306,7 +307,8 @@ fn a_drain_polled_on_a_spent_budget_does_not_wake_the_other_drains() {
         assert_eq!(polls.load(Ordering::SeqCst), WAITING, "no task woken");
         stop.send(()).unwrap();
         for task in waiting {
-            task.await.unwrap();
+            let ended = tokio::time::timeout(GENEROUS, task).await;
+            assert!(matches!(ended, Ok(Ok(()))), "each waiting task drains");
         }
         assert!(drain.is_draining());
     });

@@ -133,6 +133,25 @@ impl State {
         }
     }
 
+    /// Wakes the `Drain` futures registered in `slots` (the clones that
+    /// found the signal out for polling), as [`wake_drains`](State::wake_drains)
+    /// does. A slot freed and taken again since wakes its new holder for
+    /// nothing, or nobody if a connection holds it now.
+    fn wake_slots(&self, slots: &[usize]) {
+        let drains: Vec<Waiter> = {
+            let waiters = self.waiters.lock();
+            slots
+                .iter()
+                .filter_map(|&slot| waiters.slots.get(slot).and_then(Option::as_ref))
+                .filter(|(_, kind)| *kind == Kind::Drain)
+                .map(|(waiter, _)| waiter.clone())
+                .collect()
+        };
+        for drain in drains {
+            drain.wake();
+        }
+    }
+
     /// Wakes the `Drain` futures (not the connections), so that one of them
     /// polls the signal: their tasks are cloned under the lock, and woken
     /// once it is released (waking may run code that polls a `Drain` or a
@@ -255,10 +274,12 @@ struct SharedSignal<S, W> {
 enum SignalSlot<S> {
     /// To be polled by the next clone polled.
     Idle(S),
-    /// Out with the clone polling it now. `missed`: another clone came
-    /// meanwhile and returned pending; the poll wakes the `Drain`s when it
-    /// ends, so that one polls the signal again.
-    Polling { missed: bool },
+    /// Out with the clone polling it now. `missed`: the slots of the clones
+    /// that came meanwhile and returned pending; the poll wakes them (and
+    /// them only) when it ends, so that they poll the signal again. Waking
+    /// every `Drain` there made each collision of two polls (frequent with
+    /// many tasks on a multi-thread runtime) a new round of wake-ups.
+    Polling { missed: Vec<usize> },
     /// Fired (the drain begins, or has begun).
     Fired,
 }
@@ -268,7 +289,7 @@ enum SignalSlot<S> {
 struct TakenSignal<'a, S, W> {
     shared: &'a SharedSignal<S, W>,
     state: &'a State,
-    /// `None` once it fired (dropped, outside the lock).
+    /// `None` once it fired.
     signal: Option<S>,
 }
 
@@ -276,15 +297,20 @@ impl<S, W> Drop for TakenSignal<'_, S, W> {
     fn drop(&mut self) {
         let missed = {
             let mut slot = self.shared.slot.lock();
-            let missed = matches!(*slot, SignalSlot::Polling { missed: true });
-            *slot = match self.signal.take() {
+            let new = match self.signal.take() {
                 Some(signal) => SignalSlot::Idle(signal),
                 None => SignalSlot::Fired,
             };
-            missed && matches!(*slot, SignalSlot::Idle(_))
+            let fired = matches!(new, SignalSlot::Fired);
+            match std::mem::replace(&mut *slot, new) {
+                SignalSlot::Polling { missed } if !fired => missed,
+                _ => Vec::new(),
+            }
         };
-        if missed {
-            self.state.wake_drains();
+        // Not while a panic of the signal unwinds: a waker's panic then
+        // would abort the process.
+        if !missed.is_empty() && !std::thread::panicking() {
+            self.state.wake_slots(&missed);
         }
     }
 }
@@ -361,12 +387,17 @@ impl<S, T, W> DrainParts<S, T, W> {
         }
         let signal = {
             let mut slot = self.signal.slot.lock();
-            match std::mem::replace(&mut *slot, SignalSlot::Polling { missed: false }) {
+            match std::mem::replace(&mut *slot, SignalSlot::Polling { missed: Vec::new() }) {
                 SignalSlot::Idle(signal) => signal,
-                SignalSlot::Polling { .. } => {
+                SignalSlot::Polling { mut missed } => {
                     // Polled by another clone now, which wakes this one
                     // when its poll ends.
-                    *slot = SignalSlot::Polling { missed: true };
+                    if let Some(mine) = self.waiting.registration.slot {
+                        if !missed.contains(&mine) {
+                            missed.push(mine);
+                        }
+                    }
+                    *slot = SignalSlot::Polling { missed };
                     return false;
                 }
                 SignalSlot::Fired => {
@@ -387,13 +418,13 @@ impl<S, T, W> DrainParts<S, T, W> {
             .signal
             .as_mut()
             .is_some_and(|signal| fired(signal, &self.signal.wake));
-        if begun {
-            taken.signal = None;
-        }
+        // A fired signal is dropped last, once the drain has begun.
+        let spent = if begun { taken.signal.take() } else { None };
         drop(taken);
         if begun {
             state.begin("shutdown signal received");
         }
+        drop(spent);
         begun
     }
 }
