@@ -7,7 +7,8 @@ mod support;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -293,40 +294,72 @@ fn a_wake_up_that_begins_the_drain_at_once_does_not_deadlock() {
         }
     }
 
-    let (done, finished) = mpsc::channel();
-    thread::spawn(move || {
+    on_a_thread_bounded(|| {
         let (stop, stopped) = oneshot::channel::<()>();
         let drain = Drain::new(stopped);
         let notify = NotifyHandle::from(Arc::new(BeginsWhenWoken(drain.clone())));
         let mut polled = spawn(drain.clone());
         assert_eq!(poll_future_once(&mut polled, &notify), Ok(Async::NotReady));
         stop.send(()).unwrap();
-        done.send(drain.is_draining()).unwrap();
+        assert!(drain.is_draining());
     });
-    assert_eq!(finished.recv_timeout(GENEROUS), Ok(true), "deadlocked");
+}
+
+/// Runs `test` on a thread of its own, and fails if it fails or hasn't
+/// returned after [`GENEROUS`] (a deadlock).
+fn on_a_thread_bounded(test: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        test();
+        let _ = done.send(());
+    });
+    assert_eq!(
+        finished.recv_timeout(GENEROUS),
+        Ok(()),
+        "deadlocked or failed"
+    );
+}
+
+/// A shutdown signal that fires once `stop` is sent (or dropped), and wakes
+/// its task in the first poll after `yields` was raised, as a signal that
+/// yields does.
+fn yielding_signal(
+    stopped: oneshot::Receiver<()>,
+    yields: Arc<AtomicBool>,
+) -> impl Future<Item = (), Error = ()> + Send {
+    let mut stopped = stopped;
+    future::poll_fn(move || {
+        if yields.swap(false, Ordering::SeqCst) {
+            futures::task::current().notify();
+        }
+        match stopped.poll() {
+            Ok(Async::NotReady) => Ok(Async::NotReady),
+            _ => Ok(Async::Ready(())),
+        }
+    })
 }
 
 /// An executor that polls its one task as soon as it is woken, on the
 /// waking thread, unless the task is being polled already.
 struct PollsInline {
-    task: std::sync::Mutex<Option<futures::executor::Spawn<Drain>>>,
-    polls: std::sync::atomic::AtomicUsize,
-    itself: std::sync::Mutex<Option<NotifyHandle>>,
+    task: Mutex<Option<futures::executor::Spawn<Drain>>>,
+    polls: AtomicUsize,
+    itself: Mutex<Option<NotifyHandle>>,
 }
 
 impl PollsInline {
     fn new(drain: Drain) -> Arc<PollsInline> {
         let inline = Arc::new(PollsInline {
-            task: std::sync::Mutex::new(Some(spawn(drain))),
-            polls: std::sync::atomic::AtomicUsize::new(0),
-            itself: std::sync::Mutex::new(None),
+            task: Mutex::new(Some(spawn(drain))),
+            polls: AtomicUsize::new(0),
+            itself: Mutex::new(None),
         });
         *inline.itself.lock().unwrap() = Some(NotifyHandle::from(inline.clone()));
         inline
     }
 
     fn polls(&self) -> usize {
-        self.polls.load(std::sync::atomic::Ordering::SeqCst)
+        self.polls.load(Ordering::SeqCst)
     }
 }
 
@@ -335,7 +368,7 @@ impl Notify for PollsInline {
         let itself = self.itself.lock().unwrap().clone().unwrap();
         if let Ok(mut task) = self.task.try_lock() {
             if let Some(task) = task.as_mut() {
-                self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.polls.fetch_add(1, Ordering::SeqCst);
                 let _ = task.poll_future_notify(&itself, 0);
             }
         }
@@ -348,27 +381,15 @@ impl Notify for PollsInline {
 /// polled again when the poll ends. No deadlock, no lost wake-up.
 #[test]
 fn a_clone_polled_inline_while_the_signal_runs_is_polled_again_after() {
-    let (done, finished) = mpsc::channel();
-    thread::spawn(move || {
+    on_a_thread_bounded(|| {
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut stopped = Some(stopped);
-        let mut polls = 0;
-        // Wakes its task in its second poll, as a signal that yields does.
-        let signal = future::poll_fn(move || {
-            polls += 1;
-            if polls == 2 {
-                futures::task::current().notify();
-            }
-            match stopped.as_mut().map(|stopped| stopped.poll()) {
-                Some(Ok(Async::NotReady)) => Ok(Async::NotReady),
-                _ => Ok::<_, ()>(Async::Ready(())),
-            }
-        });
-        let drain = Drain::new(signal);
+        let yields = Arc::new(AtomicBool::new(false));
+        let drain = Drain::new(yielding_signal(stopped, yields.clone()));
         let inline = PollsInline::new(drain.clone());
         // Polls the signal first, and registers.
         inline.notify(0);
         let polls = inline.polls();
+        yields.store(true, Ordering::SeqCst);
         let mut other = spawn(drain.clone());
         let (_, other_notify) = CountingNotify::handle();
         // Its signal poll wakes the inline task, which finds the signal out.
@@ -386,13 +407,7 @@ fn a_clone_polled_inline_while_the_signal_runs_is_polled_again_after() {
             drain.is_draining(),
             "the inline task polled the fired signal"
         );
-        done.send(()).unwrap();
     });
-    assert_eq!(
-        finished.recv_timeout(GENEROUS),
-        Ok(()),
-        "deadlocked or failed"
-    );
 }
 
 /// A clone that finds the signal out for polling is woken when that poll
@@ -402,23 +417,10 @@ fn a_clone_polled_inline_while_the_signal_runs_is_polled_again_after() {
 /// polls with 200 waiting tasks).
 #[test]
 fn only_the_clone_that_found_the_signal_out_is_woken_after_the_poll() {
-    let (done, finished) = mpsc::channel();
-    thread::spawn(move || {
+    on_a_thread_bounded(|| {
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut stopped = Some(stopped);
-        let yields = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let yielding = yields.clone();
-        // Wakes its task once asked to, as a signal that yields does.
-        let signal = future::poll_fn(move || {
-            if yielding.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                futures::task::current().notify();
-            }
-            match stopped.as_mut().map(|stopped| stopped.poll()) {
-                Some(Ok(Async::NotReady)) => Ok(Async::NotReady),
-                _ => Ok::<_, ()>(Async::Ready(())),
-            }
-        });
-        let drain = Drain::new(signal);
+        let yields = Arc::new(AtomicBool::new(false));
+        let drain = Drain::new(yielding_signal(stopped, yields.clone()));
         let inline = PollsInline::new(drain.clone());
         inline.notify(0);
         let mut bystander = spawn(drain.clone());
@@ -428,7 +430,7 @@ fn only_the_clone_that_found_the_signal_out_is_woken_after_the_poll() {
             Ok(Async::NotReady)
         );
         let polls = inline.polls();
-        yields.store(true, std::sync::atomic::Ordering::SeqCst);
+        yields.store(true, Ordering::SeqCst);
         let mut other = spawn(drain.clone());
         let (_, other_notify) = CountingNotify::handle();
         assert_eq!(
@@ -439,13 +441,7 @@ fn only_the_clone_that_found_the_signal_out_is_woken_after_the_poll() {
         assert_eq!(bystander_woken.count(), 1, "by the signal only");
         stop.send(()).unwrap();
         assert!(drain.is_draining());
-        done.send(()).unwrap();
     });
-    assert_eq!(
-        finished.recv_timeout(GENEROUS),
-        Ok(()),
-        "deadlocked or failed"
-    );
 }
 
 /// The signal's wake-up wakes the `Drain` futures, not the watched

@@ -133,36 +133,21 @@ impl State {
         }
     }
 
-    /// Wakes the `Drain` futures registered in `slots` (the clones that
-    /// found the signal out for polling), as [`wake_drains`](State::wake_drains)
-    /// does. A slot freed and taken again since wakes its new holder for
-    /// nothing, or nobody if a connection holds it now.
-    fn wake_slots(&self, slots: &[usize]) {
-        let drains: Vec<Waiter> = {
-            let waiters = self.waiters.lock();
-            slots
-                .iter()
-                .filter_map(|&slot| waiters.slots.get(slot).and_then(Option::as_ref))
-                .filter(|(_, kind)| *kind == Kind::Drain)
-                .map(|(waiter, _)| waiter.clone())
-                .collect()
-        };
-        for drain in drains {
-            drain.wake();
-        }
-    }
-
-    /// Wakes the `Drain` futures (not the connections), so that one of them
-    /// polls the signal: their tasks are cloned under the lock, and woken
-    /// once it is released (waking may run code that polls a `Drain` or a
-    /// connection, which takes the lock).
-    fn wake_drains(&self) {
+    /// Wakes the `Drain` futures (not the connections), so that they poll
+    /// the signal: those registered in the slots `only` (the clones that
+    /// found the signal out for polling; a slot freed and taken again since
+    /// wakes its new holder for nothing), or all of them. Their tasks are
+    /// cloned under the lock, and woken once it is released (waking may run
+    /// code that polls a `Drain` or a connection, which takes the lock).
+    fn wake_drains(&self, only: Option<&[usize]>) {
         let drains: Vec<Waiter> = self
             .waiters
             .lock()
             .slots
             .iter()
-            .flatten()
+            .enumerate()
+            .filter(|(slot, _)| only.is_none_or(|only| only.contains(slot)))
+            .filter_map(|(_, held)| held.as_ref())
             .filter(|(_, kind)| *kind == Kind::Drain)
             .map(|(waiter, _)| waiter.clone())
             .collect();
@@ -310,7 +295,7 @@ impl<S, W> Drop for TakenSignal<'_, S, W> {
         // Not while a panic of the signal unwinds: a waker's panic then
         // would abort the process.
         if !missed.is_empty() && !std::thread::panicking() {
-            self.state.wake_slots(&missed);
+            self.state.wake_drains(Some(&missed));
         }
     }
 }
@@ -458,12 +443,10 @@ pub(crate) struct WakeDrains {
 }
 
 impl WakeDrains {
-    /// Wakes the `Drain` futures: their wakers are cloned under the lock,
-    /// and woken once it is released (waking may run code that polls a
-    /// `Drain` or a connection, which takes the lock).
+    /// Wakes every `Drain` future ([`State::wake_drains`]), if any is left.
     fn wake_drains(&self) {
         if let Some(state) = self.state.upgrade() {
-            state.wake_drains();
+            state.wake_drains(None);
         }
     }
 }
